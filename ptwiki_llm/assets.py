@@ -1,0 +1,103 @@
+"""Resolve named data and model assets: a path, then the asset path, then (online) the Hub.
+
+The asset path is a list of folders that hold staged assets laid out by name, e.g. a folder with
+``data/ptwiki_namespace_0_sample.tar.gz`` and ``models/smollm2-135m-instruct-gguf/``. It comes from
+config ``asset_path`` or ``PTWIKI_ASSET_PATH`` (``:``-separated). Nothing here has a built-in
+default folder: offline machines must say where their assets are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ptwiki_llm.config import Config, HubDatasetFallback
+
+
+class AssetNotFoundError(FileNotFoundError):
+    """An asset is neither a path, nor in the asset path, nor fetchable."""
+
+
+def hub_offline() -> bool:
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def find_staged(name: str, config: Config) -> Path | None:
+    """An existing path as given, or ``name`` inside the first asset folder that has it."""
+    candidate = Path(name).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate.resolve() if candidate.exists() else None
+    for folder in config.asset_path:
+        staged = Path(folder) / name
+        if staged.exists():
+            return staged.resolve()
+    return None
+
+
+def _searched(name: str, config: Config) -> str:
+    places = [str(Path(name).expanduser().resolve())]
+    places += [str(Path(folder) / name) for folder in config.asset_path]
+    return ", ".join(places)
+
+
+def resolve_data_source(config: Config) -> Path:
+    """The corpus input: staged file or folder, else a Hub download into the workdir."""
+    name = config.data.source
+    staged = find_staged(name, config)
+    if staged is not None:
+        return staged
+    fallback = config.data.hub_fallback
+    downloaded = _hub_dataset_cache_path(config, fallback) if fallback else None
+    if downloaded is not None and downloaded.exists():
+        return downloaded
+    if fallback is None or not config.allow_hub_download or hub_offline():
+        why = (
+            "Hub fallback disabled"
+            if fallback is None or not config.allow_hub_download
+            else "HF_HUB_OFFLINE is set"
+        )
+        raise AssetNotFoundError(
+            f"data source {name!r} not found (looked in: {_searched(name, config)}; {why}). "
+            "Set PTWIKI_ASSET_PATH to the folder(s) holding staged assets (e.g. the project's "
+            "'shared' folder), point PTWIKI_DATA__SOURCE at a dump, or run where the Hugging Face "
+            "Hub is reachable."
+        )
+    return download_hub_dataset(config, fallback)
+
+
+def _hub_dataset_cache_path(config: Config, fallback: HubDatasetFallback) -> Path:
+    limit = fallback.max_articles if fallback.max_articles else "all"
+    safe = f"{fallback.repo.replace('/', '__')}__{fallback.config}__{fallback.split}__{limit}"
+    return config.workdir_path / "assets" / "hub" / f"{safe}.jsonl"
+
+
+def download_hub_dataset(config: Config, fallback: HubDatasetFallback) -> Path:
+    """Stream the Hub dataset (never the whole dump) into a JSONL file of extracted articles."""
+    from datasets import load_dataset
+    from rich.progress import Progress
+
+    target = _hub_dataset_cache_path(config, fallback)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".jsonl.partial")
+    stream = load_dataset(fallback.repo, fallback.config, split=fallback.split, streaming=True)
+    if fallback.max_articles:
+        stream = stream.take(fallback.max_articles)
+    with partial.open("w", encoding="utf-8") as out, Progress() as progress:
+        task = progress.add_task(f"downloading {fallback.repo} {fallback.config}", total=fallback.max_articles)
+        for row in stream:
+            record = {k: row.get(k) for k in ("id", "url", "title", "text")}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            progress.advance(task)
+    partial.replace(target)  # only a complete download is ever used
+    return target
+
+
+def resolve_model_dir(name_or_path: str | None, config: Config) -> Path | None:
+    """A staged model folder, or None (the models module decides whether to download)."""
+    if not name_or_path:
+        return None
+    return find_staged(name_or_path, config)

@@ -1,0 +1,1 @@
+"""Portuguese Wikipedia to validated training data: sources, cleaning, quality, formatting."""

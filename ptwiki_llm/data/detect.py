@@ -1,0 +1,88 @@
+"""Tell the input format from the bytes, not just the name, and refuse anything else clearly."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import tarfile
+from pathlib import Path
+
+from ptwiki_llm.data.errors import CorruptInputError, EmptyInputError, UnknownFormatError
+from ptwiki_llm.data.sources.base import Source
+
+SUPPORTED = (
+    "MediaWiki XML dump (*-pages-articles[-multistream].xml[.bz2]), "
+    "Wikimedia Enterprise HTML snapshot (.tar.gz of NDJSON, or .ndjson), "
+    "extracted articles (parquet or JSONL with id, url, title, text; a file or a folder of them)"
+)
+
+
+def _first_line(path: Path, limit: int = 16 * 1024 * 1024) -> bytes:
+    """First non-blank line of the decompressed stream (bz2/gzip aware), at most ``limit`` bytes."""
+    with path.open("rb") as raw:
+        magic = raw.read(3)
+    opener = bz2.open if magic.startswith(b"BZh") else gzip.open if magic[:2] == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as handle:
+            while True:
+                line = handle.readline(limit)
+                if not line or line.strip():
+                    return line.strip()
+    except (OSError, EOFError) as exc:
+        raise CorruptInputError(path, f"cannot decompress the start of the file: {exc}", "byte 0") from exc
+
+
+def _json_keys(line: bytes) -> set[str]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return set()
+    return set(value) if isinstance(value, dict) else set()
+
+
+def detect_source(path: Path) -> Source:
+    """The source object for ``path``; raises UnknownFormatError/EmptyInputError otherwise."""
+    from ptwiki_llm.data.sources.enterprise_html import EnterpriseHtmlSource
+    from ptwiki_llm.data.sources.extracted import ExtractedSource, _is_jsonl, _is_parquet
+    from ptwiki_llm.data.sources.mediawiki_xml import MediaWikiXmlSource
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        if any(_is_parquet(p) or _is_jsonl(p) for p in files):
+            return ExtractedSource(path)
+        if any(p.name.endswith((".ndjson", ".ndjson.gz")) for p in files):
+            return EnterpriseHtmlSource(path)
+        raise UnknownFormatError(path, f"folder holds no recognised input files. Supported: {SUPPORTED}")
+    if path.stat().st_size == 0:
+        raise EmptyInputError(path, "file is empty")
+
+    with path.open("rb") as raw:
+        magic = raw.read(4)
+    if magic == b"PAR1":
+        return ExtractedSource(path)
+    if magic[:2] == b"\x1f\x8b":
+        try:
+            if tarfile.is_tarfile(path):
+                return EnterpriseHtmlSource(path)
+        except (OSError, EOFError, tarfile.TarError) as exc:
+            raise CorruptInputError(path, f"corrupt gzip/tar: {exc}", "byte 0") from exc
+    head = _first_line(path)
+    if not head:
+        raise EmptyInputError(path, "no content after decompression")
+    if head.startswith((b"<mediawiki", b"<?xml")):
+        return MediaWikiXmlSource(path)
+    if head.startswith(b"{"):
+        keys = _json_keys(head)
+        if "article_body" in keys:
+            return EnterpriseHtmlSource(path)
+        if {"id", "title", "text"} <= keys:
+            return ExtractedSource(path)
+        raise UnknownFormatError(
+            path, f"JSON records with keys {sorted(keys)[:10]} match no known schema. Supported: {SUPPORTED}"
+        )
+    preview = head[:40].decode("utf-8", "replace")
+    raise UnknownFormatError(path, f"unrecognised content starting with {preview!r}. Supported: {SUPPORTED}")

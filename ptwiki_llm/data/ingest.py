@@ -1,0 +1,164 @@
+"""Ingest: any supported input -> parquet shards of clean articles + a manifest.
+
+Reading is sequential and streamed; cleaning runs in worker processes; results are written in input
+order, so the same input and config always give byte-identical shards. Every record read is either
+kept or skipped with a reason, and the manifest's counts add up (read = kept + sum(skipped)).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ptwiki_llm import __version__
+from ptwiki_llm.config import IngestConfig
+from ptwiki_llm.data.article import ARTICLE_SCHEMA, SKIPPED_SCHEMA, Article, Skipped
+from ptwiki_llm.data.detect import detect_source
+from ptwiki_llm.data.parallel import ordered_map, resolve_workers
+from ptwiki_llm.data.sources.base import ConvertOptions, RawRecord, Source
+from ptwiki_llm.progress import progress_bar
+from ptwiki_llm.provenance import git_commit, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+SKIPPED_NAME = "skipped.parquet"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST_NAME
+
+    @property
+    def shards(self) -> list[Path]:
+        return [self.out_dir / shard["path"] for shard in self.manifest["shards"]]
+
+
+class _ShardWriter:
+    """Writes articles into numbered parquet shards of a fixed number of rows."""
+
+    def __init__(self, folder: Path, shard_size: int) -> None:
+        self.folder = folder
+        self.shard_size = shard_size
+        self.rows: list[dict[str, Any]] = []
+        self.shards: list[dict[str, Any]] = []
+
+    def add(self, article: Article) -> None:
+        self.rows.append(article.to_row())
+        if len(self.rows) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        name = f"part-{len(self.shards):05d}.parquet"
+        table = pa.Table.from_pylist(self.rows, schema=ARTICLE_SCHEMA)
+        path = self.folder / name
+        pq.write_table(table, path, compression="zstd")
+        self.shards.append({"path": name, "rows": len(self.rows), "sha256": sha256_file(path)})
+        self.rows = []
+
+
+def _limited(records: Iterator[RawRecord], limit: int | None) -> Iterator[RawRecord]:
+    return islice(records, limit) if limit else records
+
+
+def ingest(
+    input_path: Path,
+    out_dir: Path,
+    options: ConvertOptions,
+    cfg: IngestConfig,
+    max_articles: int | None = None,
+    show_progress: bool = True,
+) -> IngestResult:
+    """Read ``input_path`` (format detected), write shards and manifest into ``out_dir``.
+
+    The output is assembled in a temporary sibling folder and moved into place only when complete,
+    so an interrupted run never leaves a half-written corpus that looks finished.
+    """
+    started = time.perf_counter()
+    source: Source = detect_source(Path(input_path))
+    workers = resolve_workers(cfg.workers)
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+    writer = _ShardWriter(staging, cfg.shard_size)
+    skipped_rows: list[dict[str, Any]] = []
+    skipped = Counter[str]()
+    read = kept = 0
+    convert = partial(source.convert, options=options)
+    records = _limited(source.records(), max_articles)
+    with progress_bar(f"ingest {source.kind}", total=max_articles, enabled=show_progress) as advance:
+        for result in ordered_map(convert, records, workers=workers, batch_size=cfg.batch_size):
+            read += 1
+            if isinstance(result, Skipped):
+                skipped[result.reason] += 1
+                skipped_rows.append(result.to_row())
+            else:
+                kept += 1
+                writer.add(result)
+            advance(1)
+    writer.flush()
+    pq.write_table(pa.Table.from_pylist(skipped_rows, schema=SKIPPED_SCHEMA), staging / SKIPPED_NAME)
+
+    inputs = [{"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in source.files()]
+    elapsed = time.perf_counter() - started
+    input_bytes = sum(item["size"] for item in inputs)
+    manifest: dict[str, Any] = {
+        "source_kind": source.kind,
+        "inputs": inputs,
+        "counts": {"read": read, "kept": kept, "skipped": dict(sorted(skipped.items()))},
+        "shards": writer.shards,
+        "skipped_path": SKIPPED_NAME,
+        # Over shard content only, so it names the data itself, whatever produced it.
+        "dataset_sha256": _dataset_digest(writer.shards),
+        "max_articles": max_articles,
+        "options": {"wiki_base_url": options.wiki_base_url, "max_article_bytes": options.max_article_bytes,
+                    "min_text_chars": options.min_text_chars},
+        "workers": workers,
+        "elapsed_s": round(elapsed, 3),
+        "articles_per_s": round(read / elapsed, 2) if elapsed else None,
+        "input_mb_per_s": round(input_bytes / 1e6 / elapsed, 3) if elapsed else None,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ptwiki_llm_version": __version__,
+        "git_commit": git_commit(),
+    }
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return IngestResult(out_dir=out_dir, manifest=manifest)
+
+
+def _dataset_digest(shards: list[dict[str, Any]]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for shard in shards:
+        digest.update(f"{shard['path']}:{shard['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def load_manifest(out_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+
+
+def shard_paths(out_dir: Path) -> list[Path]:
+    manifest = load_manifest(out_dir)
+    return [Path(out_dir) / shard["path"] for shard in manifest["shards"]]

@@ -1,0 +1,1 @@
+"""Input formats. Each source reads sequentially (cheap) and converts in workers (expensive)."""

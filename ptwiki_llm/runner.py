@@ -1,0 +1,70 @@
+"""Start a ZenML pipeline run for a config and collect what its steps produced."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptwiki_llm import tracking
+from ptwiki_llm.config import Config
+from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, input_fingerprint
+from ptwiki_llm.zenml_env import prepare_zenml
+
+PIPELINES = ("data", "full")
+
+
+@dataclass
+class RunSummary:
+    pipeline: str
+    run_id: str
+    run_name: str
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    cached_steps: list[str] = field(default_factory=list)
+    mlflow_parent_run_id: str | None = None
+
+
+def run_pipeline(config: Config, which: str = "full") -> RunSummary:
+    if which not in PIPELINES:
+        raise ValueError(f"unknown pipeline {which!r}: expected one of {PIPELINES}")
+    prepare_zenml(config)
+    from zenml.enums import ExecutionStatus
+
+    from pipelines.ptwiki import data_pipeline, ptwiki_pipeline
+
+    stage_configs = {stage: config_for_stage(config, stage) for stage in STAGE_SECTIONS}
+    fingerprint = input_fingerprint(config)
+    chosen = ptwiki_pipeline if which == "full" else data_pipeline
+    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache)
+    logging.getLogger("zenml").setLevel(logging.WARNING)
+    failed: BaseException | None = None
+    try:
+        run = chosen(stage_configs=stage_configs, input_fingerprint=fingerprint)
+    except BaseException as exc:  # mark the MLflow parent failed, then re-raise
+        failed = exc
+        run = _latest_run(chosen.name)
+    if run is None:
+        raise failed or RuntimeError("the pipeline did not start a run")
+    run_id = str(run.id)
+    parent = tracking.parent_run_id(config, run_id, run_name=run.name)
+    tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
+    if failed:
+        raise failed
+    summary = RunSummary(
+        pipeline=chosen.name, run_id=run_id, run_name=run.name, status=str(run.status),
+        mlflow_parent_run_id=parent,
+    )
+    for name, step in run.steps.items():
+        if step.status == ExecutionStatus.CACHED:
+            summary.cached_steps.append(name)
+        for output_name, artifacts in step.outputs.items():
+            summary.outputs[output_name] = artifacts[0].load()
+    return summary
+
+
+def _latest_run(pipeline_name: str) -> Any:
+    from zenml.client import Client
+
+    runs = Client().list_pipeline_runs(pipeline_name=pipeline_name, sort_by="desc:created", size=1)
+    return runs.items[0] if runs.items else None

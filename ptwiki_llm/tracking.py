@@ -1,0 +1,140 @@
+"""MLflow: one parent run per pipeline run, one nested run per step.
+
+The parent is found (or created) by a tag holding the ZenML pipeline run id, not by process state, so
+steps that run as separate processes or SLURM jobs all land under the same parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.config import Config
+from ptwiki_llm.provenance import container_image, git_commit
+
+PIPELINE_RUN_TAG = "ptwiki.pipeline_run_id"
+STEP_TAG = "ptwiki.step"
+
+# Offline compute nodes: no telemetry calls from MLflow.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def setup(config: Config) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.mlflow_tracking_uri)
+    if config.mlflow_tracking_uri.startswith("sqlite:///"):
+        Path(config.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    experiment = mlflow.get_experiment_by_name(config.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if config.mlflow_tracking_uri.startswith("sqlite:"):
+        # Artifacts beside the database, never in ./mlruns of whatever directory we were started from.
+        config.mlflow_artifact_location.mkdir(parents=True, exist_ok=True)
+        location = config.mlflow_artifact_location.as_uri()
+    return mlflow.create_experiment(config.mlflow.experiment, artifact_location=location)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def lineage_tags(config: Config) -> dict[str, str]:
+    tags = {"ptwiki.preset": config.preset, "ptwiki.config_sha256": config.digest()}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["ptwiki.git_commit"] = commit
+    image = container_image()
+    if image:
+        tags["ptwiki.container_image"] = image.get("image", "")
+        tags["ptwiki.container_digest"] = image.get("digest", "")
+    return tags
+
+
+def parent_run_id(config: Config, pipeline_run_id: str, run_name: str | None = None) -> str:
+    """The MLflow run standing for ZenML pipeline run ``pipeline_run_id`` (created on first use)."""
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = setup(config)
+    client = MlflowClient()
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'", max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {PIPELINE_RUN_TAG: pipeline_run_id, **lineage_tags(config)}
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    for key, value in sorted(flatten(config.to_dict()).items()):
+        client.log_param(run.info.run_id, key, _param_value(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.json"
+        path.write_text(json.dumps(config.to_dict(), indent=2, ensure_ascii=False))
+        client.log_artifact(run.info.run_id, str(path))
+    return run.info.run_id
+
+
+def finish_parent(config: Config, pipeline_run_id: str, status: str = "FINISHED") -> None:
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = setup(config)
+    client = MlflowClient()
+    for run in client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'", max_results=1
+    ):
+        client.set_terminated(run.info.run_id, status=status)
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
+    return text[:6000]  # MLflow's param length limit
+
+
+@contextmanager
+def step_run(config: Config, step: str, pipeline_run_id: str | None = None) -> Iterator[Any]:
+    """A nested MLflow run for one step (a top-level run when there is no pipeline run)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = setup(config)
+    tags = {STEP_TAG: step, **lineage_tags(config)}
+    if pipeline_run_id:
+        parent = parent_run_id(config, pipeline_run_id)
+        tags["mlflow.parentRunId"] = parent
+        tags[PIPELINE_RUN_TAG] = pipeline_run_id
+    child = MlflowClient().create_run(experiment_id, run_name=step, tags=tags)
+    with mlflow.start_run(run_id=child.info.run_id) as run:
+        yield run
+
+
+def log_json(value: Any, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(json.dumps(value, indent=2, ensure_ascii=False, default=str), artifact_file)
+
+
+def log_dataset_manifest(manifest: dict[str, Any], manifest_path: Path, name: str, context: str) -> None:
+    """Record a manifest as the run's dataset input (source = the input dump, digest = data hash)."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    inputs = manifest.get("inputs") or [{"path": str(manifest_path)}]
+    source = resolve_dataset_source(inputs[0]["path"])
+    dataset = MetaDataset(source=source, name=name, digest=manifest["dataset_sha256"][:16])
+    mlflow.log_input(dataset, context=context, tags={"manifest": str(manifest_path)})

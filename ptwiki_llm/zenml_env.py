@@ -1,0 +1,32 @@
+"""Prepare ZenML for a run: its store inside the workdir, no telemetry, our source root.
+
+Must run before ``zenml`` is first imported: ZenML reads ZENML_CONFIG_PATH at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ptwiki_llm.config import Config
+
+# The folder that holds ptwiki_llm/, steps/ and pipelines/ (the repo, or site-packages).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare_zenml(config: Config) -> None:
+    path = str(config.zenml_config_path)
+    if "zenml" in sys.modules and os.environ.get("ZENML_CONFIG_PATH") != path:
+        raise RuntimeError(
+            f"zenml was imported before its store was set to {path}; call prepare_zenml() first "
+            "(or start a new process)"
+        )
+    config.zenml_config_path.mkdir(parents=True, exist_ok=True)
+    os.environ["ZENML_CONFIG_PATH"] = path
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+    os.environ.setdefault("ZENML_ENABLE_RICH_TRACEBACK", "false")
+    os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
+    from zenml.utils import source_utils
+
+    source_utils.set_custom_source_root(str(SOURCE_ROOT))

@@ -1,0 +1,1 @@
+"""ZenML steps: thin wrappers that call ptwiki_llm.stages."""

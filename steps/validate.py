@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from zenml import step
+
+from ptwiki_llm.stages import config_from_stage, validate_stage
+from steps._context import pipeline_run_id
+
+
+@step
+def validate(config: dict[str, Any], articles: dict[str, Any]) -> Annotated[dict[str, Any], "validated"]:
+    """Great Expectations suite on per-article features; quarantine; fail over the threshold."""
+    return validate_stage(config_from_stage(config), articles, pipeline_run_id())
