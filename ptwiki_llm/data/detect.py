@@ -10,6 +10,20 @@ from pathlib import Path
 
 from ptwiki_llm.data.errors import CorruptInputError, EmptyInputError, UnknownFormatError
 from ptwiki_llm.data.sources.base import Source
+from ptwiki_llm.data.sources.extracted import ExtractedSource, _is_jsonl, _is_parquet
+
+
+# Imported on use: each pulls in its own parser (lxml.html, lxml.etree).
+def _enterprise_html(path: Path) -> Source:
+    from ptwiki_llm.data.sources.enterprise_html import EnterpriseHtmlSource as cls
+
+    return cls(path)
+
+
+def _mediawiki_xml(path: Path) -> Source:
+    from ptwiki_llm.data.sources.mediawiki_xml import MediaWikiXmlSource as cls
+
+    return cls(path)
 
 SUPPORTED = (
     "MediaWiki XML dump (*-pages-articles[-multistream].xml[.bz2]), "
@@ -43,10 +57,6 @@ def _json_keys(line: bytes) -> set[str]:
 
 def detect_source(path: Path) -> Source:
     """The source object for ``path``; raises UnknownFormatError/EmptyInputError otherwise."""
-    from ptwiki_llm.data.sources.enterprise_html import EnterpriseHtmlSource
-    from ptwiki_llm.data.sources.extracted import ExtractedSource, _is_jsonl, _is_parquet
-    from ptwiki_llm.data.sources.mediawiki_xml import MediaWikiXmlSource
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
@@ -55,7 +65,7 @@ def detect_source(path: Path) -> Source:
         if any(_is_parquet(p) or _is_jsonl(p) for p in files):
             return ExtractedSource(path)
         if any(p.name.endswith((".ndjson", ".ndjson.gz")) for p in files):
-            return EnterpriseHtmlSource(path)
+            return _enterprise_html(path)
         raise UnknownFormatError(path, f"folder holds no recognised input files. Supported: {SUPPORTED}")
     if path.stat().st_size == 0:
         raise EmptyInputError(path, "file is empty")
@@ -67,18 +77,18 @@ def detect_source(path: Path) -> Source:
     if magic[:2] == b"\x1f\x8b":
         try:
             if tarfile.is_tarfile(path):
-                return EnterpriseHtmlSource(path)
+                return _enterprise_html(path)
         except (OSError, EOFError, tarfile.TarError) as exc:
             raise CorruptInputError(path, f"corrupt gzip/tar: {exc}", "byte 0") from exc
     head = _first_line(path)
     if not head:
         raise EmptyInputError(path, "no content after decompression")
     if head.startswith((b"<mediawiki", b"<?xml")):
-        return MediaWikiXmlSource(path)
+        return _mediawiki_xml(path)
     if head.startswith(b"{"):
         keys = _json_keys(head)
         if "article_body" in keys:
-            return EnterpriseHtmlSource(path)
+            return _enterprise_html(path)
         if {"id", "title", "text"} <= keys:
             return ExtractedSource(path)
         raise UnknownFormatError(
