@@ -55,7 +55,7 @@ class ValidateConfig(_Section):
         0.5, description="residual markup tokens per 1,000 characters allowed in an article"
     )
     min_portuguese_score: float = Field(
-        0.18, description="share of tokens that are Portuguese stopwords, lower = quarantined"
+        0.15, description="share of tokens that are Portuguese stopwords, lower = quarantined"
     )
     max_failing_share: float = Field(
         0.10, ge=0, le=1, description="the step fails when more than this share is quarantined"
