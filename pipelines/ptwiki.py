@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from zenml import pipeline
+from zenml.enums import ExecutionMode
 
 from steps.format import format_examples
 from steps.ingest import ingest
@@ -22,11 +23,11 @@ def _data_steps(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dic
     return format_examples(config=stage_configs["format"], validated=validated)
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, execution_mode=ExecutionMode.STOP_ON_FAILURE)
 def data_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> None:
     _data_steps(stage_configs, input_fingerprint)
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, execution_mode=ExecutionMode.STOP_ON_FAILURE)
 def ptwiki_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> None:
     _data_steps(stage_configs, input_fingerprint)

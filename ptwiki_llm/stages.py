@@ -111,7 +111,8 @@ def validate_stage(config: Config, articles: dict[str, Any], pipeline_run_id: st
             "validate.total": report.total,
             "validate.quarantined": report.quarantined,
             "validate.quarantined_share": report.quarantined_share,
-            **{f"validate.failures.{name}": count for name, count in report.failures_by_expectation.items()},
+            **{tracking.metric_name(f"validate.failures.{name}"): count
+               for name, count in report.failures_by_expectation.items()},
         })
         mlflow.log_artifact(str(report.report_path))
         mlflow.log_artifact(str(report.quarantine_path))
@@ -150,7 +151,7 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
             fmt,
             exclude_ids=excluded,
             tokenize=token_counter(tokenizer_ref, config),
-            total_articles=validated["counts"]["kept"],
+            total_articles=validated["counts"]["accepted"],
             show_progress=show_progress,
         )
         summary = result.summary

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +19,10 @@ from typing import Any
 from ptwiki_llm.config import Config
 from ptwiki_llm.provenance import container_image, git_commit
 
+# On the parent only: searching by it must never find a step's run.
 PIPELINE_RUN_TAG = "ptwiki.pipeline_run_id"
 STEP_TAG = "ptwiki.step"
+STEP_PIPELINE_RUN_TAG = "ptwiki.zenml_run_id"
 
 # Offline compute nodes: no telemetry calls from MLflow.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -100,6 +104,11 @@ def finish_parent(config: Config, pipeline_run_id: str, status: str = "FINISHED"
         client.set_terminated(run.info.run_id, status=status)
 
 
+def metric_name(name: str) -> str:
+    """MLflow accepts only alphanumerics and ``_-. :/`` in names."""
+    return re.sub(r"[^\w\-. :/]", "_", name).strip("_")
+
+
 def _param_value(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
     return text[:6000]  # MLflow's param length limit
@@ -116,7 +125,7 @@ def step_run(config: Config, step: str, pipeline_run_id: str | None = None) -> I
     if pipeline_run_id:
         parent = parent_run_id(config, pipeline_run_id)
         tags["mlflow.parentRunId"] = parent
-        tags[PIPELINE_RUN_TAG] = pipeline_run_id
+        tags[STEP_PIPELINE_RUN_TAG] = pipeline_run_id
     child = MlflowClient().create_run(experiment_id, run_name=step, tags=tags)
     with mlflow.start_run(run_id=child.info.run_id) as run:
         yield run
@@ -135,6 +144,9 @@ def log_dataset_manifest(manifest: dict[str, Any], manifest_path: Path, name: st
     from mlflow.data.meta_dataset import MetaDataset
 
     inputs = manifest.get("inputs") or [{"path": str(manifest_path)}]
-    source = resolve_dataset_source(inputs[0]["path"])
+    with warnings.catch_warnings():
+        # a local path matches two registered source kinds that are the same class; harmless
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(inputs[0]["path"])
     dataset = MetaDataset(source=source, name=name, digest=manifest["dataset_sha256"][:16])
     mlflow.log_input(dataset, context=context, tags={"manifest": str(manifest_path)})

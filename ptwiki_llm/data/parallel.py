@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -54,8 +55,9 @@ def ordered_map(
             yield fn(item)
         return
     window = max_in_flight or workers * 3
-    # forkserver: the parent may hold threads (MLflow, ZenML) that make plain fork unsafe.
-    context = multiprocessing.get_context("forkserver")
+    # fork is cheap but unsafe once the parent has threads (ZenML, MLflow start some): then forkserver.
+    method = "fork" if threading.active_count() == 1 else "forkserver"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[Future[list[R]]] = deque()
         for batch in _batches(items, batch_size):
