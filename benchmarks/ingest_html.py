@@ -19,16 +19,11 @@ Writes ``benchmarks/results/ingest_html.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import re
 import resource
 import sys
 import time
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ptwiki_llm.data.article import Article  # noqa: E402 - needs the sys.path line above
+from benchmarks._common import benchmark_machine, find_asset, write_results  # noqa: E402 - needs the sys.path line above
+from ptwiki_llm.data.article import Article  # noqa: E402
 from ptwiki_llm.data.sources.base import ConvertOptions  # noqa: E402
 from ptwiki_llm.data.sources.enterprise_html import EnterpriseHtmlSource  # noqa: E402
 
 ASSET = "data/ptwiki_namespace_0_sample.tar.gz"
-RESULTS = REPO / "benchmarks" / "results"
 RESIDUAL = {
     "{{": re.compile(r"\{\{"),
     "}}": re.compile(r"\}\}"),
@@ -52,39 +47,6 @@ RESIDUAL = {
     "html_tag": re.compile(r"<[a-zA-Z/][^>]*>"),
 }
 EXAMPLES_PER_PATTERN = 3
-
-
-def find_asset(name: str) -> Path:
-    raw = os.environ.get("PTWIKI_ASSET_PATH", "")
-    folders = [Path(p) for p in raw.split(os.pathsep) if p] or [REPO.parent / "shared"]
-    for folder in folders:
-        if (folder / name).exists():
-            return folder / name
-    raise SystemExit(f"asset {name!r} not found in {folders}; set PTWIKI_ASSET_PATH")
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": {"lxml": metadata.version("lxml")},
-        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
 
 
 def residual_hits(text: str) -> tuple[set[str], set[str]]:
@@ -226,11 +188,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="stop after N records")
     args = parser.parse_args()
     path = args.input or find_asset(ASSET)
-    result = {"benchmark": "ingest_html", "machine": machine(), **run(path, args.limit)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ingest_html.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    result = {"benchmark": "ingest_html", "machine": benchmark_machine("lxml"), **run(path, args.limit)}
     text = markdown(result)
-    (RESULTS / "ingest_html.md").write_text(text)
+    write_results("ingest_html", result, text)
     print(text)
 
 

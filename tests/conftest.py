@@ -10,6 +10,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every test starts without MLFLOW_TRACKING_URI: tests use their own stores, and
+    mlflow.set_tracking_uri() exports the variable, which would leak into later tests and their subprocesses."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 def _asset_folders() -> list[Path]:
     raw = os.environ.get("PTWIKI_ASSET_PATH", "")
     folders = [Path(p) for p in raw.split(os.pathsep) if p]

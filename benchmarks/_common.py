@@ -1,0 +1,43 @@
+"""Shared by the benchmark scripts: staged-asset lookup and writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.provenance import machine_info, package_versions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def find_asset(name: str) -> Path:
+    """``name`` inside the first PTWIKI_ASSET_PATH folder that has it (benchmarks need staged data)."""
+    folders = [Path(p) for p in os.environ.get("PTWIKI_ASSET_PATH", "").split(os.pathsep) if p]
+    for folder in folders:
+        if (folder / name).exists():
+            return folder / name
+    raise SystemExit(f"asset {name!r} not found: set PTWIKI_ASSET_PATH (e.g. ../shared); looked in {folders}")
+
+
+def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(f"wrote {RESULTS / name}.json and .md")
+
+
+def benchmark_machine(*packages: str) -> dict[str, Any]:
+    """Where a result was measured: CPU, usable cores (shared machines limit them), versions, time."""
+    info = machine_info()
+    return {
+        "cpu_model": info["cpu"],
+        "cpu_count": info["cores"],
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else info["cores"],
+        "python": info["python"],
+        "platform": info["platform"],
+        "packages": package_versions(packages),
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
