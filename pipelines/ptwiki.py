@@ -1,8 +1,9 @@
-"""The ptwiki pipeline: ingest -> validate -> format (train, register, index, evaluate join later).
+"""The ptwiki pipeline: ingest -> validate -> format -> train -> register, and validate -> index.
 
 ``data_pipeline`` is the data half on its own; ``ptwiki_pipeline`` is the whole pipeline that
-``ptwiki-llm run`` starts. Both take the resolved config, split per step so each step's cache key
-holds only the settings it depends on.
+``ptwiki-llm run`` starts (evaluate joins it with its issue). Both take the resolved config, split per
+step so each step's cache key holds only the settings it depends on: changing ``rag`` re-runs index
+and leaves the adapter served from ZenML's cache, and the other way round.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from zenml import pipeline
 from zenml.enums import ExecutionMode
 
 from steps.format import format_examples
+from steps.index import index
 from steps.ingest import ingest
+from steps.register import register
+from steps.train import train
 from steps.validate import validate
 
 
-def _data_steps(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> Any:
+def _data_steps(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> tuple[Any, Any]:
     articles = ingest(config=stage_configs["ingest"], input_fingerprint=input_fingerprint)
     validated = validate(config=stage_configs["validate"], articles=articles)
-    return format_examples(config=stage_configs["format"], validated=validated)
+    return validated, format_examples(config=stage_configs["format"], validated=validated)
 
 
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.STOP_ON_FAILURE)
@@ -30,4 +34,8 @@ def data_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: d
 
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.STOP_ON_FAILURE)
 def ptwiki_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> None:
-    _data_steps(stage_configs, input_fingerprint)
+    validated, formatted = _data_steps(stage_configs, input_fingerprint)
+    trained = train(config=stage_configs["train"], formatted=formatted)
+    register(config=stage_configs["register"], trained=trained)
+    # index needs only the validated articles: on SLURM it runs beside train, on its own job
+    index(config=stage_configs["index"], validated=validated)

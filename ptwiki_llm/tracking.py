@@ -71,26 +71,52 @@ def lineage_tags(config: Config) -> dict[str, str]:
     return tags
 
 
-def parent_run_id(config: Config, pipeline_run_id: str, run_name: str | None = None) -> str:
-    """The MLflow run standing for ZenML pipeline run ``pipeline_run_id`` (created on first use)."""
+def parent_run_id(config: Config, pipeline_run_id: str, run_name: str | None = None,
+                  log_config: bool = False) -> str:
+    """The MLflow run standing for ZenML pipeline run ``pipeline_run_id`` (created on first use).
+
+    Steps may run at once (SLURM jobs of independent steps); when two create a parent together,
+    both keep the oldest and the other is deleted, so a pipeline run always has exactly one parent.
+    ``log_config``: record the config as the parent's parameters; only the runner does, with the whole
+    config (a step holds a slice of it, the other sections at their defaults).
+    """
     from mlflow.tracking import MlflowClient
 
     experiment_id = setup(config)
     client = MlflowClient()
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'", max_results=1
-    )
+    found = _parents(client, experiment_id, pipeline_run_id)
     if found:
-        return found[0].info.run_id
-    tags = {PIPELINE_RUN_TAG: pipeline_run_id, **lineage_tags(config)}
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-    for key, value in sorted(flatten(config.to_dict()).items()):
-        client.log_param(run.info.run_id, key, _param_value(value))
+        parent = found[0]
+    else:
+        tags = {PIPELINE_RUN_TAG: pipeline_run_id, **lineage_tags(config)}
+        created = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        parent = _parents(client, experiment_id, pipeline_run_id)[0]
+        if parent != created:
+            client.delete_run(created)
+    if run_name:  # a step may have created it before the pipeline run's name was at hand
+        client.set_tag(parent, "mlflow.runName", run_name)
+    if log_config:
+        _log_config(client, parent, config)
+    return parent
+
+
+def _parents(client: Any, experiment_id: str, pipeline_run_id: str) -> list[str]:
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'")
+    return [r.info.run_id for r in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))]
+
+
+def _log_config(client: Any, run_id: str, config: Config) -> None:
+    from mlflow.entities import Param
+
+    existing = client.get_run(run_id).data.params
+    params = [Param(key, _param_value(value)) for key, value in sorted(flatten(config.to_dict()).items())
+              if key not in existing]
+    for start in range(0, len(params), 100):  # MLflow's batch limit
+        client.log_batch(run_id, params=params[start : start + 100])
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.json"
+        path = Path(tmp) / f"config-{config.digest()[:12]}.json"
         path.write_text(json.dumps(config.to_dict(), indent=2, ensure_ascii=False))
-        client.log_artifact(run.info.run_id, str(path))
-    return run.info.run_id
+        client.log_artifact(run_id, str(path), artifact_path="config")
 
 
 def finish_parent(config: Config, pipeline_run_id: str, status: str = "FINISHED") -> None:
@@ -98,10 +124,8 @@ def finish_parent(config: Config, pipeline_run_id: str, status: str = "FINISHED"
 
     experiment_id = setup(config)
     client = MlflowClient()
-    for run in client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'", max_results=1
-    ):
-        client.set_terminated(run.info.run_id, status=status)
+    for run_id in _parents(client, experiment_id, pipeline_run_id)[:1]:
+        client.set_terminated(run_id, status=status)
 
 
 def metric_name(name: str) -> str:

@@ -1,0 +1,176 @@
+"""Query latency of the LanceDB store at the sample's size and at 10x.
+
+Opens the collection `ptwiki-llm index` built for a workdir (the 5,000-article sample), then builds
+a 10x copy: every vector repeated 10 times with new ids (copies 1-9 get a tiny Gaussian jitter,
+sigma 0.01 then re-normalized, so the HNSW graph does not hold exact duplicates). For each size it
+times, over the same questions, the store alone (query vector given): vector top-k, hybrid top-k;
+and end to end (embed the question + vector top-k). At the sample size LanceDB searches exactly
+(below rag.hnsw.lancedb_min_rows); the 10x copy gets the IVF_HNSW_SQ index, and is also timed
+with the index bypassed. Results: benchmarks/results/query_latency.{json,md}.
+
+Usage: PTWIKI_ASSET_PATH=../shared .venv/bin/python benchmarks/query_latency.py --workdir .ptwiki
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._common import write_results  # noqa: E402
+from ptwiki_llm.config import load_config  # noqa: E402
+from ptwiki_llm.provenance import machine_info, package_versions  # noqa: E402
+
+WORK = REPO / "benchmarks" / "work" / "query_latency"
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    return {"p50_ms": statistics.median(ms), "p95_ms": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))],
+            "mean_ms": statistics.fmean(ms), "n": len(ms)}
+
+
+def _time(fn: Callable[[int], object], n: int, warmup: int = 5) -> dict[str, float]:
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - started)
+    return _percentiles(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=REPO / ".ptwiki")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--scale", type=int, default=10)
+    args = parser.parse_args()
+
+    import pyarrow as pa
+
+    from ptwiki_llm.rag.embeddings import load_embedder
+    from ptwiki_llm.rag.pointer import current_collection
+    from ptwiki_llm.rag.retrieval import open_retriever
+    from ptwiki_llm.rag.stores import CollectionSpec
+    from ptwiki_llm.rag.stores.lancedb_store import LanceDBStore
+
+    config = load_config(REPO / "configs" / "local.yaml", {"workdir": str(args.workdir.resolve())})
+    rag = config.rag
+    collection = current_collection(config)
+    embedder = load_embedder(config)
+    retriever = open_retriever(config, collection, embedder)
+    base_store = retriever.store
+    table = base_store.table
+    rows = table.count_rows()
+    titles = sorted(set(table.search().select(["title"]).limit(rows).to_arrow()["title"].to_pylist()))
+    rng = np.random.default_rng(42)
+    questions = [f"O que é {titles[i]}?" for i in rng.choice(len(titles), size=args.queries, replace=False)]
+    vectors = embedder.embed_queries(questions)
+
+    def measure(store, label: str) -> dict:
+        result = {
+            "rows": store.count(),
+            "vector_index": "vector" in store._index_names(),
+            "vector": _time(lambda i: store.search(vectors[i % len(vectors)], args.k), len(questions)),
+            "hybrid": _time(lambda i: store.hybrid(questions[i % len(questions)], vectors[i % len(vectors)], args.k,
+                                                   rag.retrieval.alpha), len(questions)),
+        }
+        print(label, json.dumps(result))
+        return result
+
+    sizes = {"1x": measure(base_store, "1x")}
+    sizes["1x"]["end_to_end_vector"] = _time(
+        lambda i: retriever.retrieve(questions[i % len(questions)], k=args.k, mode="vector"), len(questions))
+
+    # --- the 10x copy ---
+    shutil.rmtree(WORK, ignore_errors=True)
+    big_config = load_config(REPO / "configs" / "local.yaml", {"workdir": str(WORK)})
+    big = LanceDBStore(WORK / "lancedb", big_config.rag.store, big_config.rag.hnsw, big_config.rag.keyword,
+                       hybrid_candidates=rag.retrieval.hybrid_candidates)
+    spec = CollectionSpec(f"Scale{args.scale}x", embedder.dimension, embedder.name)
+    big.open(spec)
+    source = table.to_arrow()
+    started = time.perf_counter()
+    base_vec = np.asarray(source["vector"].to_pylist(), dtype=np.float32)
+    for copy in range(args.scale):
+        vec = base_vec
+        if copy:
+            vec = base_vec + rng.normal(0, 0.01, base_vec.shape).astype(np.float32)
+            vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+        ids = [str(uuid.uuid5(uuid.UUID(i), str(copy))) for i in source["id"].to_pylist()]
+        arrays = {name: source[name] for name in source.column_names}
+        arrays["id"] = pa.array(ids)
+        arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), embedder.dimension)
+        big.table.add(pa.table(arrays, schema=big.table.schema))
+    load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    big.finalize()
+    finalize_s = time.perf_counter() - started
+    sizes[f"{args.scale}x"] = measure(big, f"{args.scale}x")
+    sizes[f"{args.scale}x"]["build"] = {"load_s": load_s, "finalize_s": finalize_s}
+    exact = big.table
+    sizes[f"{args.scale}x"]["vector_exact"] = _time(
+        lambda i: exact.search(vectors[i % len(vectors)], vector_column_name="vector").distance_type("cosine")
+        .bypass_vector_index().limit(args.k).select(["id", "text", "_distance"]).to_arrow(), len(questions))
+    retriever.close()
+
+    out = {
+        "benchmark": "query_latency",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "packages": package_versions(("ptwiki-llm", "lancedb", "sentence-transformers", "torch")),
+        "collection": collection,
+        "k": args.k,
+        "alpha": rag.retrieval.alpha,
+        "hybrid_candidates": rag.retrieval.hybrid_candidates,
+        "hnsw": rag.hnsw.model_dump(),
+        "queries": len(questions),
+        "sizes": sizes,
+    }
+    s1, sn = sizes["1x"], sizes[f"{args.scale}x"]
+    row = "| {size} | {rows:,} | {what} | {p50:.1f} | {p95:.1f} |"
+    lines = [
+        "# Query latency (LanceDB, embedded)",
+        "",
+        f"{out['date']}; {out['machine']['cores']} CPU cores ({out['machine']['cpu']}); {len(questions)} questions "
+        f"(\"O que é <title>?\"), k={args.k}, hybrid alpha={rag.retrieval.alpha} over "
+        f"{rag.retrieval.hybrid_candidates} candidates per list. {args.scale}x = the sample's vectors repeated "
+        f"{args.scale} times (copies jittered, sigma 0.01).",
+        "",
+        "| size | rows | query | p50 ms | p95 ms |",
+        "| --- | --- | --- | --- | --- |",
+        row.format(size="1x", rows=s1["rows"], what="vector (exact)", p50=s1["vector"]["p50_ms"],
+                   p95=s1["vector"]["p95_ms"]),
+        row.format(size="1x", rows=s1["rows"], what="hybrid", p50=s1["hybrid"]["p50_ms"], p95=s1["hybrid"]["p95_ms"]),
+        row.format(size="1x", rows=s1["rows"], what="embed question + vector", p50=s1["end_to_end_vector"]["p50_ms"],
+                   p95=s1["end_to_end_vector"]["p95_ms"]),
+        row.format(size=f"{args.scale}x", rows=sn["rows"], what="vector (IVF_HNSW_SQ)" if sn["vector_index"]
+                   else "vector (exact)", p50=sn["vector"]["p50_ms"], p95=sn["vector"]["p95_ms"]),
+        row.format(size=f"{args.scale}x", rows=sn["rows"], what="vector (exact, index bypassed)",
+                   p50=sn["vector_exact"]["p50_ms"], p95=sn["vector_exact"]["p95_ms"]),
+        row.format(size=f"{args.scale}x", rows=sn["rows"], what="hybrid", p50=sn["hybrid"]["p50_ms"],
+                   p95=sn["hybrid"]["p95_ms"]),
+        "",
+        f"Building the {args.scale}x copy: load {sn['build']['load_s']:.1f} s, indexes (BTREE id, BM25 text, "
+        f"IVF_HNSW_SQ vector) {sn['build']['finalize_s']:.1f} s.",
+    ]
+    write_results("query_latency", out, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Sentence-transformers embeddings from local files: batched, normalized, E5 query/passage prompts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptwiki_llm.config import Config, EmbeddingConfig
+from ptwiki_llm.models import model_ref, require_model_dir
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        if requested == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("rag.embedding.device is 'cuda' but no CUDA device is visible")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class Embedder:
+    """One sentence-transformers model; ``embed_passages`` for the index, ``embed_queries`` for questions."""
+
+    def __init__(self, model_dir: Path, name: str, cfg: EmbeddingConfig) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.cfg = cfg
+        self.model_dir = model_dir
+        self.device = resolve_device(cfg.device)
+        # transformers logs a load report for the unused pooler weights of E5; it is noise here.
+        logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+        self.model = SentenceTransformer(str(model_dir), device=self.device, local_files_only=True)
+        # E5 needs "query: " / "passage: " prefixes; a model's own config names them, else rag.embedding.prompt_texts
+        self.model.prompts = {**cfg.prompt_texts, **(self.model.prompts or {})}
+        missing = [p for p in (cfg.query_prompt, cfg.passage_prompt) if p and p not in self.model.prompts]
+        if missing:
+            raise ValueError(
+                f"embedder {name!r} ({model_dir}) defines no prompt(s) {missing} "
+                f"(it has {sorted(self.model.prompts)}); add them under rag.embedding.prompt_texts, or set "
+                "query_prompt / passage_prompt to '' for none"
+            )
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension: int = int(dimension())
+        self.max_seq_length: int = int(self.model.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            prompt_name=prompt_name or None,
+            batch_size=self.cfg.batch_size,
+            normalize_embeddings=self.cfg.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.cfg.passage_prompt)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.cfg.query_prompt)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+
+def load_embedder(config: Config) -> Embedder:
+    ref = model_ref(config, config.rag.embedding.model)
+    return Embedder(require_model_dir(ref, config), ref.name, config.rag.embedding)

@@ -1,0 +1,130 @@
+"""Articles -> chunks -> embeddings -> store, resumable.
+
+Chunk ids are deterministic, so a run asks the store which ids of each group it already holds and
+embeds only the rest: a second run adds nothing, and a run killed mid-way and started again ends
+with the same objects (every store write is an upsert by id, so nothing is duplicated either).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ptwiki_llm.config import RagConfig
+from ptwiki_llm.progress import progress_bar
+from ptwiki_llm.rag.chunking import Chunk, Chunker, ChunkStats, unique_chunks
+from ptwiki_llm.rag.embeddings import Embedder
+from ptwiki_llm.rag.stores.base import VectorStore
+
+ARTICLE_COLUMNS = ["id", "revision", "title", "url", "text", "sections"]
+
+
+def iter_articles(shards: Sequence[Path], exclude_ids: set[int] | frozenset[int] = frozenset(),
+                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Article rows in shard order, quarantined ids left out, at most ``limit`` of them."""
+    emitted = 0
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=ARTICLE_COLUMNS):
+            for row in batch.to_pylist():
+                if row["id"] in exclude_ids:
+                    continue
+                if limit is not None and emitted >= limit:
+                    return
+                emitted += 1
+                yield row
+
+
+@dataclass
+class IndexReport:
+    collection: str
+    backend: str
+    location: str
+    embedder: str
+    dimension: int
+    articles: int = 0
+    articles_without_chunks: int = 0
+    chunks: int = 0
+    short_dropped: int = 0
+    duplicates_dropped: int = 0
+    already_indexed: int = 0
+    embedded: int = 0
+    written: int = 0
+    store_count: int = 0
+    embedded_chars: int = 0
+    elapsed_s: float = 0.0
+    embed_s: float = 0.0
+    write_s: float = 0.0
+    chunks_per_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_index(
+    rows: Iterable[Mapping[str, Any]],
+    chunker: Chunker,
+    embedder: Embedder,
+    store: VectorStore,
+    cfg: RagConfig,
+    total_articles: int | None = None,
+    show_progress: bool = True,
+) -> IndexReport:
+    """Index ``rows`` into the collection ``store`` has open; returns counts and timings."""
+    spec = store._require_open()
+    if spec.dimension != embedder.dimension:
+        raise ValueError(f"collection {spec.name} holds dimension {spec.dimension}, the embedder gives "
+                         f"{embedder.dimension}")
+    report = IndexReport(collection=spec.name, backend=store.backend, location=store.location,
+                         embedder=embedder.name, dimension=embedder.dimension)
+    stats = ChunkStats()
+    short_before = chunker.short_dropped
+    group: list[Chunk] = []
+    pending_articles = 0
+    started = time.perf_counter()
+    with progress_bar(f"indexing into {spec.name}", total=total_articles, enabled=show_progress) as advance:
+
+        def flush() -> None:
+            nonlocal group, pending_articles
+            if group:
+                _index_group(group, embedder, store, cfg, report)
+            advance(pending_articles)
+            group, pending_articles = [], 0
+
+        for _, chunks in unique_chunks(rows, chunker, stats):
+            group.extend(chunks)
+            pending_articles += 1
+            if len(group) >= cfg.embedding.group_size:
+                flush()
+        flush()
+    store.finalize()
+    report.elapsed_s = time.perf_counter() - started
+    report.articles, report.articles_without_chunks = stats.articles, stats.articles_without_chunks
+    report.chunks, report.duplicates_dropped = stats.chunks, stats.duplicates_dropped
+    report.short_dropped = chunker.short_dropped - short_before
+    report.store_count = store.count()
+    report.chunks_per_s = report.embedded / report.elapsed_s if report.elapsed_s else 0.0
+    return report
+
+
+def _index_group(group: list[Chunk], embedder: Embedder, store: VectorStore, cfg: RagConfig,
+                 report: IndexReport) -> None:
+    present = store.existing_ids([c.id for c in group])
+    todo = [c for c in group if c.id not in present]
+    report.already_indexed += len(group) - len(todo)
+    if not todo:
+        return
+    texts = [c.embedding_text(cfg.chunking.heading_in_embedding) for c in todo]
+    t0 = time.perf_counter()
+    vectors = embedder.embed_passages(texts)
+    t1 = time.perf_counter()
+    report.written += store.upsert(todo, vectors)
+    report.write_s += time.perf_counter() - t1
+    report.embed_s += t1 - t0
+    report.embedded += len(todo)
+    report.embedded_chars += sum(map(len, texts))

@@ -1,0 +1,33 @@
+"""Which collection ``ask`` should query: the last one indexed, recorded in the workdir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.config import Config
+
+
+def pointer_path(config: Config) -> Path:
+    return config.workdir_path / "rag" / f"current-{config.rag.store.backend}.json"
+
+
+def write_pointer(config: Config, index_result: dict[str, Any]) -> Path:
+    path = pointer_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(index_result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def current_collection(config: Config) -> str:
+    """rag.store.collection when set, else the collection the last `index` run wrote."""
+    if config.rag.store.collection:
+        return config.rag.store.collection
+    path = pointer_path(config)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no index recorded for backend {config.rag.store.backend!r} in {path}: run `ptwiki-llm index` "
+            "first, or name one with --set rag.store.collection=NAME"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))["collection"]

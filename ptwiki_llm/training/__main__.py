@@ -1,0 +1,95 @@
+"""``python -m ptwiki_llm.training``: the training entry point for one process or each torchrun rank.
+
+    # one process (what the pipeline's train step runs in-process)
+    python -m ptwiki_llm.training --config configs/local.yaml --formatted .ptwiki/data/formatted/<key>
+    # one node, 4 GPUs (DDP; set train.fsdp for FSDP)
+    torchrun --standalone --nproc_per_node=4 -m ptwiki_llm.training --config configs/atena.yaml --formatted DIR
+    accelerate launch --num_processes 4 -m ptwiki_llm.training --config configs/atena.yaml --formatted DIR
+
+Exit codes: 0 trained, 75 preempted after saving a checkpoint (requeue and rerun: it resumes),
+2 bad input (message says what to fix), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.config import Config, load_config
+
+
+def _formatted_from_dir(folder: Path) -> dict[str, Any]:
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
+            "summary": summary, "dataset_sha256": summary.get("dataset_sha256")}
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return tree
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptwiki_llm.training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="YAML preset")
+    source.add_argument("--config-json", type=Path, help="a resolved config (what the train step passes)")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--formatted", type=Path, help="the format step's folder (train.jsonl, eval.jsonl)")
+    data.add_argument("--formatted-json", type=Path, help="the format step's output dict as JSON")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override")
+    parser.add_argument("--mlflow-run-id", help="log into this MLflow run (default: a new 'train' run)")
+    parser.add_argument("--pipeline-run-id", help="nest the new MLflow run under this pipeline run")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    from ptwiki_llm.models import DeviceUnavailableError, ModelNotStagedError
+    from ptwiki_llm.training.data import TrainingDataError
+    from ptwiki_llm.training.settings import TrainingSetupError
+    from ptwiki_llm.training.trainer import run_training, world
+
+    if args.config_json:
+        config = Config.model_validate(json.loads(args.config_json.read_text(encoding="utf-8")))
+        if args.sets:
+            config = Config.model_validate(_merge(config.to_dict(), _overrides(args.sets)))
+    else:
+        config = load_config(args.config, _overrides(args.sets))
+    formatted = (json.loads(args.formatted_json.read_text(encoding="utf-8")) if args.formatted_json
+                 else _formatted_from_dir(args.formatted))
+    try:
+        if args.mlflow_run_id or world()[0] != 0:
+            run_training(config, formatted, args.mlflow_run_id, not args.no_progress)
+        else:
+            from ptwiki_llm import tracking
+
+            with tracking.step_run(config, "train", args.pipeline_run_id) as run:
+                run_training(config, formatted, run.info.run_id, not args.no_progress)
+    except (TrainingDataError, TrainingSetupError, DeviceUnavailableError, ModelNotStagedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The formatted train/eval JSONL as seeded samples, with the checks that must fail before a model loads."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+
+class TrainingDataError(ValueError):
+    """The formatted data cannot be trained on as configured."""
+
+
+def read_texts(path: Path) -> list[str]:
+    if not Path(path).is_file():
+        raise TrainingDataError(f"formatted split {path} does not exist; run the format step first (ptwiki-llm data)")
+    texts = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            text = record.get("text") if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise TrainingDataError(f"{path}:{number}: expected a JSON object with a 'text' string")
+            if text.strip():
+                texts.append(text)
+    return texts
+
+
+def seeded_sample(texts: list[str], limit: int | None, seed: int) -> list[str]:
+    """``limit`` texts picked with ``seed``, in file order (the Trainer shuffles training batches itself)."""
+    if limit is None or limit >= len(texts):
+        return list(texts)
+    picked = sorted(random.Random(seed).sample(range(len(texts)), limit))
+    return [texts[i] for i in picked]
+
+
+def load_splits(formatted: dict[str, Any], max_train: int | None, max_eval: int | None,
+                seed: int) -> tuple[list[str], list[str]]:
+    train = read_texts(Path(formatted["train"]))
+    if not train:
+        raise TrainingDataError(
+            f"the training split {formatted['train']} holds no examples; check the format step's summary "
+            "(were all articles quarantined or too short?) or point data.source at a larger corpus"
+        )
+    evaluation = read_texts(Path(formatted["eval"])) if formatted.get("eval") else []
+    return seeded_sample(train, max_train, seed), seeded_sample(evaluation, max_eval, seed + 1)
+
+
+def check_sequence_length(max_seq_length: int, model_context: int | None, model_name: str) -> None:
+    if model_context is not None and max_seq_length > model_context:
+        raise TrainingDataError(
+            f"train.max_seq_length={max_seq_length} exceeds the context of {model_name} ({model_context} tokens); "
+            f"set train.max_seq_length to at most {model_context}"
+        )

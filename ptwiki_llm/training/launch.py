@@ -1,0 +1,89 @@
+"""Run training in this process, or in ``num_processes`` torchrun ranks (DDP/FSDP) on this node.
+
+The ranks run ``python -m ptwiki_llm.training`` (the same entry point a multi-node SLURM job starts
+under ``srun torchrun``); this process forwards SIGUSR1/SIGTERM to them through the run folder's STOP
+file and reads rank 0's result. torchrun's own exit status cannot tell preemption from failure, so the
+result file's ``status`` decides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.config import Config
+from ptwiki_llm.training.preemption import PREEMPT_SIGNALS, STOP_FILE, TrainingPreempted
+from ptwiki_llm.training.trainer import RESULT_FILE, run_dir_for, run_training
+
+logger = logging.getLogger(__name__)
+
+
+def train_adapter(config: Config, formatted: dict[str, Any], mlflow_run_id: str | None = None,
+                  show_progress: bool = True) -> dict[str, Any]:
+    if config.train.num_processes == 1 or "LOCAL_RANK" in os.environ:
+        return run_training(config, formatted, mlflow_run_id, show_progress)
+    return launch_ranks(config, formatted, mlflow_run_id)
+
+
+def torchrun_command(config_file: Path, formatted_file: Path, num_processes: int,
+                     mlflow_run_id: str | None) -> list[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}",
+               "-m", "ptwiki_llm.training", "--config-json", str(config_file), "--formatted-json",
+               str(formatted_file), "--no-progress"]
+    if mlflow_run_id:
+        command += ["--mlflow-run-id", mlflow_run_id]
+    return command
+
+
+def launch_ranks(config: Config, formatted: dict[str, Any], mlflow_run_id: str | None) -> dict[str, Any]:
+    run_dir = run_dir_for(config, formatted)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    stop_file = run_dir / STOP_FILE
+    with tempfile.TemporaryDirectory(prefix="ptwiki-launch-") as tmp:
+        config_file, formatted_file = Path(tmp) / "config.json", Path(tmp) / "formatted.json"
+        config_file.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+        formatted_file.write_text(json.dumps(formatted), encoding="utf-8")
+        command = torchrun_command(config_file, formatted_file, config.train.num_processes, mlflow_run_id)
+        env = dict(os.environ)
+        if "OMP_NUM_THREADS" not in env:  # torchrun would pin 1 thread per rank; share the cores instead
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.train.num_processes))
+        logger.info("launching %d ranks: %s", config.train.num_processes, " ".join(command))
+        process = subprocess.Popen(command, env=env)
+        forwarded = _forward_signals(stop_file)
+        try:
+            returncode = process.wait()
+        finally:
+            _restore(forwarded)
+    result_path = run_dir / RESULT_FILE
+    result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
+    if result and result.get("status") == "preempted":
+        raise TrainingPreempted(result.get("checkpoint"), result.get("global_step", 0), "forwarded")
+    if returncode != 0 or not result or result.get("status") != "completed":
+        raise RuntimeError(f"distributed training failed (torchrun exit code {returncode}); see the ranks' "
+                           f"output above and {run_dir}")
+    return result
+
+
+def _forward_signals(stop_file: Path) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        logger.warning("received %s: asking the ranks to checkpoint and stop", signal.Signals(signum).name)
+        stop_file.touch()
+
+    return {sig: signal.signal(sig, request_stop) for sig in PREEMPT_SIGNALS}
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,130 @@
+"""Config -> peft LoraConfig, bitsandbytes BitsAndBytesConfig and TRL SFTConfig (pure functions, no model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.config import Config, TrainConfig
+
+# bitsandbytes optimizers; they need CUDA and the bitsandbytes package.
+BNB_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit", "adamw_bnb_8bit", "adamw_8bit", "paged_lion_8bit",
+                  "paged_lion_32bit", "lion_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit")
+
+
+class TrainingSetupError(ValueError):
+    """A training setting that cannot work on this machine or with this model."""
+
+
+def lora_config(train: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=train.lora.r,
+        lora_alpha=train.lora.alpha,
+        lora_dropout=train.lora.dropout,
+        target_modules=list(train.lora.target_modules),
+        bias=train.lora.bias,
+        task_type="CAUSAL_LM",
+    )
+
+
+def quantization_config(config: Config, device: str) -> Any | None:
+    """QLoRA's 4-bit base weights (NF4 + double quantization, compute in the model dtype), or None."""
+    train = config.train
+    if train.quantization == "none":
+        return None
+    if device != "cuda":
+        raise TrainingSetupError(
+            f"train.quantization={train.quantization!r} (QLoRA) needs a CUDA GPU, but training runs on {device}. "
+            "Set train.quantization=none for LoRA in full precision on CPU, or run on a GPU node."
+        )
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    _require_bitsandbytes("train.quantization=" + train.quantization)
+    compute = config.models.dtype if config.models.dtype != "auto" else "bfloat16"
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=train.quantization,
+        bnb_4bit_use_double_quant=train.double_quantization,
+        bnb_4bit_compute_dtype=getattr(torch, compute),
+    )
+
+
+def _require_bitsandbytes(why: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TrainingSetupError(
+            f"{why} needs the bitsandbytes package, which is not installed. Install the GPU extra "
+            "(pip install 'ptwiki-llm[gpu]') in the training image."
+        )
+
+
+def precision_flags(dtype_name: str) -> dict[str, bool]:
+    """Mixed-precision switches for the Trainer from the resolved model dtype (never bf16 autocast on CPU)."""
+    return {"bf16": dtype_name == "bfloat16", "fp16": dtype_name == "float16"}
+
+
+def sft_config(config: Config, output_dir: Path, device: str, dtype_name: str, has_eval: bool = True) -> Any:
+    """TRL SFTConfig: the HF TrainingArguments plus SFT data handling, all from ``config.train``."""
+    from trl import SFTConfig
+
+    return SFTConfig(**sft_kwargs(config, output_dir, device, dtype_name, has_eval))
+
+
+def sft_kwargs(config: Config, output_dir: Path, device: str, dtype_name: str,
+               has_eval: bool = True) -> dict[str, Any]:
+    """The SFTConfig arguments (a plain dict, so a GPU preset can be checked on a machine without one)."""
+    train = config.train
+    if train.optimizer in BNB_OPTIMIZERS:
+        if device != "cuda":
+            raise TrainingSetupError(
+                f"train.optimizer={train.optimizer!r} is a bitsandbytes optimizer and needs CUDA; "
+                f"training runs on {device}. Use adamw_torch on CPU."
+            )
+        _require_bitsandbytes(f"train.optimizer={train.optimizer}")
+    # Non-reentrant checkpointing works with frozen base weights and DDP without extra hooks.
+    checkpointing_kwargs = {"use_reentrant": False} if train.gradient_checkpointing else None
+    return dict(
+        output_dir=str(output_dir),
+        seed=config.seed,
+        data_seed=config.seed,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
+        per_device_eval_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        optim=train.optimizer,
+        activation_checkpointing=train.gradient_checkpointing,  # gradient_checkpointing* is deprecated in 5.x
+        activation_checkpointing_kwargs=checkpointing_kwargs,
+        use_cpu=device == "cpu",
+        **precision_flags(dtype_name),
+        logging_strategy="steps",
+        logging_steps=train.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=train.eval_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        report_to="none",  # our callback logs to MLflow inside the step's nested run
+        disable_tqdm=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=train.dataloader_workers,
+        ddp_find_unused_parameters=False,
+        fsdp=train.fsdp,
+        fsdp_config=train.fsdp_config or None,
+        # SFT data handling
+        dataset_text_field="text",
+        max_length=train.max_seq_length,
+        packing=train.packing,
+        packing_strategy=train.packing_strategy,
+        eval_packing=train.packing,
+        completion_only_loss=False,
+        dataset_num_proc=None,
+    )

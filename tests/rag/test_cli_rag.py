@@ -1,0 +1,40 @@
+"""`ptwiki-llm index` and `ptwiki-llm ask --rag` end to end: real data steps, embedder, LanceDB and base model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.rag.conftest import EMBEDDER, REPO, SAMPLE
+
+BASE = "models/smollm2-135m-instruct-gguf"
+
+
+def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PTWIKI_WORKDIR=str(workdir), PTWIKI_DATA__MAX_ARTICLES="30", HF_HUB_OFFLINE="1",
+               COLUMNS="200", PTWIKI_RAG__EMBEDDING__DEVICE="cpu")
+    command = [sys.executable, "-m", "ptwiki_llm.cli", *args, "--config", str(REPO / "configs" / "local.yaml")]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_index_then_ask_with_sources(tmp_path, asset):
+    for name in (SAMPLE, EMBEDDER, BASE):
+        asset(name)
+    first = _cli(tmp_path, "index", "--limit", "6")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Vector index" in first.stdout and "Ptwiki_" in first.stdout
+    again = _cli(tmp_path, "index", "--limit", "6")
+    assert again.returncode == 0 and "embedded 0," in again.stdout, again.stdout[-2000:]
+
+    asked = _cli(tmp_path, "ask", "O que é a Estrobilurina?", "--rag", "--k", "2", "--hybrid",
+                 "--set", "rag.answer.max_new_tokens=24")
+    assert asked.returncode == 0, asked.stdout[-3000:] + asked.stderr[-3000:]
+    assert "Fontes" in asked.stdout and "[1] " in asked.stdout and "https://pt.wikipedia.org/wiki/" in asked.stdout
+
+    no_adapter = _cli(tmp_path, "ask", "Qual é a capital de Portugal?", "--adapter", "champion")
+    assert no_adapter.returncode == 1 and "ask failed" in no_adapter.stdout
