@@ -1,7 +1,7 @@
-"""The ptwiki pipeline: ingest -> validate -> format -> train -> register, and validate -> index.
+"""The ptwiki pipeline: ingest -> validate -> format -> train -> register, validate -> index, then evaluate.
 
 ``data_pipeline`` is the data half on its own; ``ptwiki_pipeline`` is the whole pipeline that
-``ptwiki-llm run`` starts (evaluate joins it with its issue). Both take the resolved config, split per
+``ptwiki-llm run`` starts. Both take the resolved config, split per
 step so each step's cache key holds only the settings it depends on: changing ``rag`` re-runs index
 and leaves the adapter served from ZenML's cache, and the other way round.
 """
@@ -13,6 +13,7 @@ from typing import Any
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
+from steps.evaluate import evaluate
 from steps.format import format_examples
 from steps.index import index
 from steps.ingest import ingest
@@ -36,6 +37,8 @@ def data_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: d
 def ptwiki_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> None:
     validated, formatted = _data_steps(stage_configs, input_fingerprint)
     trained = train(config=stage_configs["train"], formatted=formatted)
-    register(config=stage_configs["register"], trained=trained)
+    registered = register(config=stage_configs["register"], trained=trained)
     # index needs only the validated articles: on SLURM it runs beside train, on its own job
-    index(config=stage_configs["index"], validated=validated)
+    rag_index = index(config=stage_configs["index"], validated=validated)
+    evaluate(config=stage_configs["evaluate"], validated=validated, formatted=formatted, registered=registered,
+             rag_index=rag_index)

@@ -114,16 +114,23 @@ def _print_outputs(outputs: dict[str, Any], config: Config, mlflow_run: str | No
         index = outputs["rag_index"]
         table.add_row("RAG index", f"{index['backend']} {index['location']}, collection {index['collection']}, "
                       f"{index['counts']['store_count']} passages")
+    if "evaluation" in outputs:
+        evaluation = outputs["evaluation"]
+        table.add_row("evaluation report", f"{evaluation['report']} (HTML: {evaluation['report_html']})")
+        gate = evaluation["gate"]
+        table.add_row("promotion gate", f"{gate['outcome']}" + (" (champion moved)" if gate.get("applied") else ""))
     table.add_row("MLflow", f"{config.mlflow_tracking_uri}" + (f" (parent run {mlflow_run})" if mlflow_run else ""))
     table.add_row("ZenML store", str(config.zenml_config_path))
     console.print(table)
+    if "evaluation" in outputs:
+        _print_evaluation(outputs["evaluation"])
     if config.mlflow_tracking_uri.startswith("sqlite:"):
         console.print(f"Open the MLflow UI: [bold]mlflow ui --backend-store-uri {config.mlflow_tracking_uri}[/bold]")
 
 
 @app.command()
 def run(config: ConfigOption = None, set_: SetOption = None, no_cache: NoCacheOption = False) -> None:
-    """Run the whole pipeline: ingest -> validate -> format -> train -> register, and index."""
+    """Run the whole pipeline: ingest -> validate -> format -> train -> register, index, evaluate."""
     _run("full", _load(config, set_, no_cache))
 
 
@@ -434,6 +441,109 @@ def stack_up_command(
     if cfg.hpc.orchestrator != "slurm":
         console.print(f"[yellow]note:[/yellow] {path or 'this config'} has hpc.orchestrator={cfg.hpc.orchestrator}; "
                       "runs with it use the local stack (set hpc.orchestrator: slurm)")
+
+
+
+# --- evaluate and compare (ptwiki_llm/evaluation) -------------------------------------------------
+
+
+def _print_evaluation(evaluation: dict[str, Any]) -> None:
+    """The comparison table (metric x arm, value [interval]) and the gate's decision."""
+    from ptwiki_llm.evaluation.report import comparison_table
+
+    header, rows = comparison_table({"arms": evaluation["arms"], "metrics": evaluation["metrics"]})
+    table = Table(title="Evaluation: mean [95% bootstrap interval]")
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    gate = evaluation["gate"]
+    moved = " (champion alias moved)" if gate.get("applied") else ""
+    console.print(f"[bold]promotion gate[/bold]: {gate['outcome']}{moved}; challenger "
+                  f"{'v' + gate['challenger'] if gate.get('challenger') else 'none'} vs {gate['baseline']}")
+    for reason in gate["reasons"]:
+        console.print(f"  - {reason}", markup=False, highlight=False)
+    console.print(f"report: {evaluation['report']} (HTML {evaluation['report_html']}, "
+                  f"examples {evaluation['examples']})")
+
+
+@app.command()
+def evaluate(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Compare base, base+rag, ft, ft+rag (and champion) with intervals; promote the challenger when it wins.
+
+    Runs the data steps first (cached); needs a registered challenger (`ptwiki-llm run`) and, for the
+    RAG arms, an index (`ptwiki-llm index`).
+    """
+    from ptwiki_llm.runner import run_pipeline
+    from ptwiki_llm.stages import evaluate_stage
+
+    cfg = _load(config, set_, no_cache)
+    console.print(f"[bold]ptwiki-llm[/bold] evaluate, preset [cyan]{cfg.preset}[/cyan], arms "
+                  f"{', '.join(cfg.evaluation.arms)}, workdir {cfg.workdir}")
+    try:
+        summary = run_pipeline(cfg, "data")
+        result = evaluate_stage(cfg, summary.outputs["validated"], summary.outputs["formatted"], None, None,
+                                summary.run_id)
+    except Exception as exc:  # missing challenger/index/asset: the message says what to run
+        console.print(f"[red]evaluate failed:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
+    _print_evaluation(result)
+
+
+@app.command()
+def compare(
+    question: Annotated[str, typer.Argument(help="a question in Portuguese")],
+    k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default rag.retrieval.k)")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """One question, every arm (evaluation.arms) side by side; RAG arms show their sources."""
+    from ptwiki_llm.evaluation.arms import load_arm_model, plan_arms, registry_versions, release_memory
+    from ptwiki_llm.rag.answer import answer_question
+
+    cfg = _load(config, set_)
+    try:
+        versions = registry_versions(cfg, None)
+        arms, notes = plan_arms(cfg, versions)
+        hits = None
+        if any(arm.rag for arm in arms):
+            from ptwiki_llm.rag.pointer import current_collection
+            from ptwiki_llm.rag.retrieval import open_retriever
+
+            retriever = open_retriever(cfg, current_collection(cfg))
+            try:
+                hits = retriever.retrieve(question, k=k)
+            finally:
+                retriever.close()
+        answers = {}
+        for model_name in dict.fromkeys(arm.model for arm in arms):
+            model, tokenizer = load_arm_model(cfg, model_name, versions)
+            for arm in (a for a in arms if a.model == model_name):
+                answers[arm.name] = answer_question(question, model, tokenizer, cfg.rag.answer,
+                                                    hits if arm.rag else None)
+            del model, tokenizer
+            release_memory()
+    except Exception as exc:  # no challenger/index/model: the message says which and what to run
+        console.print(f"[red]compare failed:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
+    table = Table(title=question, show_lines=True)
+    table.add_column("arm")
+    table.add_column("answer", overflow="fold")
+    table.add_column("sources", overflow="fold")
+    for arm in arms:
+        answer = answers[arm.name]
+        model = {"ft": f"v{versions.challenger}", "champion": f"v{versions.champion}"}.get(arm.model, "")
+        sources = "\n".join(f"[{n}] {h.chunk.title}{' — ' + h.chunk.section if h.chunk.section else ''} {h.chunk.url}"
+                             for n, h in enumerate(answer.sources, 1))
+        table.add_row(f"{arm.name} {model}".strip(), answer.text, sources or ("(no sources)" if arm.rag else ""))
+    console.print(table)
+    for note in notes:
+        console.print(f"[dim]{note}[/dim]")
 
 
 if __name__ == "__main__":

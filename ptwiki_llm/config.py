@@ -301,6 +301,84 @@ class RegistryConfig(_Section):
     )
 
 
+# --- evaluation: arms, tasks, statistics, promotion gate (ptwiki_llm/evaluation) ---
+ARMS = ("base", "base+rag", "ft", "ft+rag", "champion")
+
+
+class ProbesConfig(_Section):
+    """Cloze knowledge probes from lead sentences (ptwiki_llm/evaluation/probes.py)."""
+
+    count: int = Field(40, ge=0, description="probes, one per article; 0 = no probe task")
+    heldout_share: float = Field(0.5, ge=0, le=1, description="share of probes from eval-split (held-out) articles")
+    distractors: int = Field(3, ge=1, description="wrong candidates per probe (chance = 1 / (distractors + 1))")
+    types: list[Literal["year", "number", "entity"]] = Field(default_factory=lambda: ["year", "number", "entity"])
+    min_sentence_chars: int = Field(40, ge=10)
+    max_sentence_chars: int = Field(300, ge=40)
+    seed: int | None = Field(None, description="None = the top-level seed")
+
+
+class QaEvalConfig(_Section):
+    """Extractive QA from SQuAD v1/v2 JSON files, answered by generation."""
+
+    files: list[str] = Field(
+        default_factory=lambda: ["data/faquad_dev.json.gz"],
+        description="asset names or paths of SQuAD-format JSON (optionally .gz)",
+    )
+    max_questions: int | None = Field(20, ge=1, description="seeded sample per file; None = every question")
+    instruction: str = Field(
+        "Responda apenas com a resposta, em poucas palavras.",
+        description="appended to every question, for every arm (extractive answers, not essays)",
+    )
+    recall_k: list[int] = Field(default_factory=lambda: [1, 4], description="retrieval recall@k reported")
+
+
+class LmEvalConfig(_Section):
+    """Perplexity and bits per byte of the formatted eval split (non-RAG arms)."""
+
+    max_texts: int | None = Field(8, ge=1, description="seeded sample of eval examples; None = all")
+    max_length: int = Field(512, ge=16, description="tokens per scoring window")
+
+
+class GateConfig(_Section):
+    """When the challenger becomes champion (ptwiki_llm/evaluation/gate.py)."""
+
+    promote: bool = Field(True, description="move the champion alias when the gate passes (False = report only)")
+    primary_metric: str = Field("probes.accuracy", description="<task>.<metric>, compared ft vs champion (or base)")
+    margin: float = Field(0.0, ge=0, description="the improvement the challenger must show, in the metric's units")
+    guard_metrics: dict[str, float] = Field(
+        default_factory=lambda: {"lm.bits_per_byte": 0.02, "qa.f1": 0.05},
+        description="<task>.<metric> -> largest regression tolerated, in the metric's units",
+    )
+
+
+class BootstrapConfig(_Section):
+    samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int | None = Field(None, description="None = the top-level seed")
+
+
+class EvaluationConfig(_Section):
+    arms: list[Literal["base", "base+rag", "ft", "ft+rag", "champion"]] = Field(
+        default_factory=lambda: list(ARMS),
+        description="champion is skipped when none is registered (or it is the challenger)",
+    )
+    tasks: list[Literal["lm", "probes", "qa"]] = Field(default_factory=lambda: ["lm", "probes", "qa"])
+    probes: ProbesConfig = ProbesConfig()
+    qa: QaEvalConfig = QaEvalConfig()
+    lm: LmEvalConfig = LmEvalConfig()
+    # A CPU forward pass over k passages dominates the cost of a RAG item: 2 keeps the local run to minutes.
+    rag_k: int | None = Field(2, ge=1, description="passages per RAG item; None = rag.retrieval.k")
+    decoding: Literal["greedy", "sample"] = "greedy"
+    temperature: float = Field(0.7, gt=0, description="with decoding=sample")
+    top_p: float = Field(0.9, gt=0, le=1, description="with decoding=sample")
+    max_new_tokens: int = Field(16, ge=1, description="generated tokens per QA answer")
+    batch_size: int = Field(8, ge=1, description="QA prompts generated together")
+    examples_in_report: int = Field(20, ge=0, description="QA items shown on the examples page")
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    gate: GateConfig = GateConfig()
+    out_dir: str = Field("{workdir}/evaluation", description="reports, plots and per-item results, one folder per run")
+
+
 # --- HPC: SLURM + Apptainer (ptwiki_llm/hpc/) ---
 class SlurmJobConfig(_Section):
     """sbatch options of one step's job: ``hpc.slurm`` holds the defaults, ``hpc.steps.<step>`` overrides."""
@@ -415,6 +493,7 @@ class Config(_Section):
     rag: RagConfig = RagConfig()
     train: TrainConfig = TrainConfig()
     registry: RegistryConfig = RegistryConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     hpc: HpcConfig = HpcConfig()
 
     @field_validator("asset_path", mode="before")

@@ -26,6 +26,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "train": ("train", "models"),
     "register": ("registry", "models"),
     # probes need the format split (data.format) and the train step's sample (train); RAG arms the rag section
+    "evaluate": ("evaluation", "rag", "models", "registry", "train", "data.format"),
 }
 
 
@@ -277,3 +278,85 @@ def register_stage(config: Config, trained: dict[str, Any], pipeline_run_id: str
     from ptwiki_llm.registry import register_adapter
 
     return register_adapter(config, trained, pipeline_run_id)
+
+
+# --- evaluate (issue 5) -------------------------------------------------------------------------
+
+
+def evaluate_stage(config: Config, validated: dict[str, Any], formatted: dict[str, Any],
+                   registered: dict[str, Any] | None = None, rag_index: dict[str, Any] | None = None,
+                   pipeline_run_id: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Arms base / base+rag / ft / ft+rag / champion on held-out text, knowledge probes and QA; report, plots,
+    metrics with bootstrap intervals to MLflow; the promotion gate moves ``champion`` when the challenger wins.
+
+    ``registered`` (the register step's output) names the challenger, else the registry's challenger alias;
+    ``rag_index`` (the index step's output) names the Wikipedia collection, else the last one indexed.
+    """
+    import mlflow
+
+    from ptwiki_llm.data.ingest import shard_paths
+    from ptwiki_llm.data.validate import quarantined_ids
+    from ptwiki_llm.evaluation.arms import arm_of, registry_versions
+    from ptwiki_llm.evaluation.gate import Decision, apply_decision
+    from ptwiki_llm.evaluation.run import run_evaluation
+    from ptwiki_llm.rag.index import iter_articles
+    from ptwiki_llm.rag.pointer import current_collection
+
+    ev = config.evaluation
+    versions = registry_versions(config, registered)
+    collection = None
+    if any(arm_of(name).rag for name in ev.arms):
+        collection = rag_index["collection"] if rag_index else current_collection(config)
+    excluded = quarantined_ids(Path(validated["dir"]))
+    articles = iter_articles(shard_paths(Path(validated["articles_dir"])), excluded)
+    key = sha256_json({"dataset": validated["dataset_sha256"], "eval": formatted["summary"]["files"]["eval"]["sha256"],
+                       "versions": [versions.challenger, versions.champion], "collection": collection,
+                       "config": config_for_stage(config, "evaluate")})[:16]
+    out_dir = config.expand(ev.out_dir) / key
+    with tracking.step_run(config, "evaluate", pipeline_run_id) as run:
+
+        def gate(decision: Decision) -> Decision:
+            return apply_decision(config, decision, run.info.run_id)
+
+        result = run_evaluation(config, articles=articles, formatted=formatted, versions=versions,
+                                collection=collection, out_dir=out_dir, show_progress=show_progress, apply_gate=gate)
+        mlflow.log_params({f"evaluation.{k}": json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
+                           for k, v in tracking.flatten(ev.model_dump()).items()})
+        mlflow.log_params({"evaluation.challenger_version": versions.challenger or "",
+                           "evaluation.champion_version": versions.champion or "",
+                           "evaluation.collection": collection or "", "evaluation.report_dir": str(out_dir)})
+        values = {**_interval_metrics("eval", result["metrics"]),
+                  **_interval_metrics("eval.diff", {p.replace(" ", ""): m for p, m in result["differences"].items()})}
+        values.update({tracking.metric_name(f"eval.time.{k}"): v for k, v in result["timings"].items()})
+        mlflow.log_metrics({k: float(v) for k, v in values.items() if v == v})  # NaN (empty resamples) left out
+        gate_result = result["gate"]
+        mlflow.set_tags({"ptwiki.gate.outcome": gate_result["outcome"],
+                         "ptwiki.gate.applied": str(gate_result["applied"]),
+                         "ptwiki.gate.challenger": gate_result["challenger"] or "",
+                         "ptwiki.gate.baseline": gate_result["baseline"]})
+        mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
+    return {
+        "dir": str(out_dir),
+        "report": str(out_dir / "report.md"),
+        "report_html": str(out_dir / "report.html"),
+        "examples": str(out_dir / "examples.html"),
+        "arms": result["arms"],
+        "metrics": result["metrics"],
+        "differences": result["differences"],
+        "items": result["items"],
+        "gate": gate_result,
+        "versions": result["versions"],
+        "timings": result["timings"],
+        "mlflow_run_id": run.info.run_id,
+    }
+
+
+def _interval_metrics(prefix: str, table: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """{name: {metric: interval}} -> MLflow metrics: the value, and .ci_low/.ci_high for its interval."""
+    values = {}
+    for name, metrics in table.items():
+        for metric, interval in metrics.items():
+            base = tracking.metric_name(f"{prefix}.{name}.{metric}")
+            values.update({base: interval["value"], f"{base}.ci_low": interval["low"],
+                           f"{base}.ci_high": interval["high"]})
+    return values

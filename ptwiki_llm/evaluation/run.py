@@ -1,0 +1,271 @@
+"""The evaluation end to end: items, retrieval, every arm on every task, statistics, gate decision, report.
+
+Items are fixed before any model is loaded (probes from the articles, a seeded sample of QA questions
+and of held-out texts), and retrieval runs once per item, so the two RAG arms read the same passages.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptwiki_llm.config import Config
+from ptwiki_llm.evaluation.arms import Arm, Versions, load_arm_model, plan_arms, release_memory
+from ptwiki_llm.evaluation.gate import Decision, decide
+from ptwiki_llm.evaluation.metrics import answer_in_texts, exact_match, token_f1
+from ptwiki_llm.evaluation.probes import Probe, build_probes, fine_tuning_sentences, write_probes
+from ptwiki_llm.evaluation.qa import QaRetrieval, QaTask, load_qa_task, resolve_qa_files, retrieve_for_task
+from ptwiki_llm.evaluation.scoring import cloze_scores, generate_batch, text_nll
+from ptwiki_llm.evaluation.summary import summarize
+from ptwiki_llm.progress import progress_bar
+
+CLOSED_BOOK_NOTE = ("Arms without RAG answer QA questions closed-book (the question alone); RAG arms read passages "
+                    "retrieved from an index of the QA file's own contexts. Probes of RAG arms retrieve with the "
+                    "masked sentence from the Wikipedia index. Perplexity is measured for arms without RAG only.")
+
+
+@dataclass
+class EvalItems:
+    probes: list[Probe] = field(default_factory=list)
+    probe_counts: dict[str, int] = field(default_factory=dict)
+    lm_texts: list[str] = field(default_factory=list)
+    qa: list[QaTask] = field(default_factory=list)
+    probe_hits: dict[str, list[Any]] = field(default_factory=dict)
+    qa_retrieval: dict[str, QaRetrieval] = field(default_factory=dict)
+
+
+def seed_of(config: Config, specific: int | None) -> int:
+    return config.seed if specific is None else specific
+
+
+def prepare_items(config: Config, articles: Iterable[dict[str, Any]] | None, formatted: dict[str, Any]) -> EvalItems:
+    """Probes, held-out texts and QA questions: the same for every arm."""
+    from ptwiki_llm.training.data import load_splits, read_texts, seeded_sample
+
+    ev = config.evaluation
+    items = EvalItems()
+    if "probes" in ev.tasks and ev.probes.count and articles is not None:
+        # the exact sample the train step drew (same split, limits and seed): "in the fine-tuning set" means seen
+        train_texts, _ = load_splits(formatted, config.train.max_train_examples, config.train.max_eval_examples,
+                                     config.seed)
+        items.probes, items.probe_counts = build_probes(
+            articles, ev.probes, seed_of(config, ev.probes.seed), config.data.format.eval_fraction,
+            fine_tuning_sentences(train_texts))
+    if "lm" in ev.tasks:
+        texts = read_texts(Path(formatted["eval"]))
+        items.lm_texts = seeded_sample(texts, ev.lm.max_texts, config.seed)
+    if "qa" in ev.tasks:
+        items.qa = [load_qa_task(path, ev.qa.max_questions, config.seed) for path in resolve_qa_files(config)]
+    return items
+
+
+def retrieve(config: Config, items: EvalItems, collection: str | None, show_progress: bool) -> None:
+    """Passages for every probe (Wikipedia index) and QA question (each file's own index), once."""
+    from ptwiki_llm.rag.embeddings import load_embedder
+    from ptwiki_llm.rag.retrieval import open_retriever
+
+    ev = config.evaluation
+    k = ev.rag_k or config.rag.retrieval.k
+    embedder = load_embedder(config)
+    if items.probes:
+        if collection is None:
+            raise ValueError("the probes of RAG arms need the Wikipedia index: run `ptwiki-llm index` first")
+        retriever = open_retriever(config, collection, embedder)
+        try:
+            with progress_bar("retrieving for probes", len(items.probes), show_progress) as advance:
+                for probe in items.probes:
+                    items.probe_hits[probe.probe_id] = retriever.retrieve(probe.masked, k=k)
+                    advance(1)
+        finally:
+            retriever.close()
+    depth = max([k, *ev.qa.recall_k])
+    for task in items.qa:
+        items.qa_retrieval[task.name] = retrieve_for_task(config, task, embedder, depth, show_progress)
+
+
+def _sources_context(hits: list[Any]) -> str:
+    blocks = [f"{h.chunk.title} — {h.chunk.section}\n{h.chunk.text}" if h.chunk.section
+              else f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
+    return "\n\n".join(blocks) + "\n\n" if blocks else ""
+
+
+def _sources(hits: list[Any]) -> list[dict[str, Any]]:
+    return [{"title": h.chunk.title, "section": h.chunk.section, "url": h.chunk.url, "article_id": h.chunk.article_id,
+             "score": round(float(h.score), 4), "text": h.chunk.text[:400]} for h in hits]
+
+
+def _context_limit(model: Any, config: Config) -> int:
+    limit = getattr(model.config, "max_position_embeddings", None) or 2048
+    if config.rag.answer.max_context_tokens:
+        limit = min(limit, config.rag.answer.max_context_tokens)
+    return limit - 64  # room for the span and the rest of the sentence
+
+
+def run_lm(model: Any, tokenizer: Any, arm: Arm, texts: list[str], config: Config,
+           show_progress: bool) -> list[dict[str, Any]]:
+    rows = []
+    with progress_bar(f"{arm.name}: held-out text", len(texts), show_progress) as advance:
+        for index, text in enumerate(texts):
+            rows.append({"item_id": f"t{index:05d}", "arm": arm.name,
+                         **text_nll(model, tokenizer, text, config.evaluation.lm.max_length)})
+            advance(1)
+    return rows
+
+
+def run_probes(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Config,
+               show_progress: bool) -> list[dict[str, Any]]:
+    rows = []
+    limit = _context_limit(model, config)
+    with progress_bar(f"{arm.name}: probes", len(items.probes), show_progress) as advance:
+        for probe in items.probes:
+            hits = items.probe_hits.get(probe.probe_id, []) if arm.rag else []
+            scores = cloze_scores(model, tokenizer, _sources_context(hits), probe.prefix, probe.candidates,
+                                  probe.suffix, limit)
+            totals = [s.total_logprob for s in scores]
+            row: dict[str, Any] = {
+                "item_id": probe.probe_id, "arm": arm.name, "article_id": probe.article_id, "group": probe.group,
+                "kind": probe.kind, "masked": probe.masked, "gold": probe.gold, "candidates": list(probe.candidates),
+                "scores": [round(t, 4) for t in totals], "chosen": probe.candidates[totals.index(max(totals))],
+                "correct": float(totals[0] > max(totals[1:])), "gold_logprob": scores[0].span_logprob,
+            }
+            if arm.rag:
+                row["answer_in_sources"] = answer_in_texts([probe.gold], [h.chunk.text for h in hits])
+                row["same_article_retrieved"] = float(any(h.chunk.article_id == probe.article_id for h in hits))
+                row["sources"] = _sources(hits)
+            rows.append(row)
+            advance(1)
+    return rows
+
+
+def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Config,
+           show_progress: bool) -> list[dict[str, Any]]:
+    from ptwiki_llm.rag.answer import build_prompt, context_budget, render_prompt
+
+    ev = config.evaluation
+    k = ev.rag_k or config.rag.retrieval.k
+    answer_cfg = config.rag.answer.model_copy(update={"max_new_tokens": ev.max_new_tokens})
+    budget = context_budget(model, answer_cfg)
+    prepared = []
+    for task in items.qa:
+        retrieval = items.qa_retrieval.get(task.name)
+        for item in task.items:
+            question = f"{item.question}\n{ev.qa.instruction}".strip()
+            if arm.rag and retrieval is not None:
+                prompt, used, _ = build_prompt(tokenizer, question, retrieval.hits[item.qid][:k], budget, answer_cfg)
+            else:
+                prompt, used = render_prompt(tokenizer, question, []), []
+            prepared.append((task, item, prompt, used))
+    # similar lengths together: less padding; the answers go back to item order
+    order = sorted(range(len(prepared)), key=lambda i: (len(prepared[i][2]), i))
+    answers: dict[int, str] = {}
+    with progress_bar(f"{arm.name}: QA", len(prepared), show_progress) as advance:
+        for batch_number, start in enumerate(range(0, len(order), ev.batch_size)):
+            batch = order[start : start + ev.batch_size]
+            texts = generate_batch(model, tokenizer, [prepared[i][2] for i in batch], ev.max_new_tokens,
+                                   sample=ev.decoding == "sample", temperature=ev.temperature, top_p=ev.top_p,
+                                   seed=config.seed + batch_number)
+            answers.update(zip(batch, texts, strict=True))
+            advance(len(batch))
+    rows = []
+    for index, (task, item, _, used) in enumerate(prepared):
+        answer = answers[index]
+        row: dict[str, Any] = {
+            "item_id": f"{task.name}:{item.qid}", "arm": arm.name, "file": task.name, "question": item.question,
+            "golds": list(item.answers), "answer": answer, "exact_match": exact_match(answer, item.answers),
+            "f1": token_f1(answer, item.answers),
+        }
+        if arm.rag:
+            retrieval = items.qa_retrieval[task.name]
+            row["answer_in_sources"] = answer_in_texts(item.answers, [h.chunk.text for h in used])
+            row["gold_rank"] = retrieval.ranks[item.qid]
+            row["sources"] = _sources(used)
+        rows.append(row)
+    return rows
+
+
+def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in sorted(rows, key=lambda r: (r["arm"], r["item_id"])):
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
+def run_evaluation(config: Config, *, articles: Iterable[dict[str, Any]] | None, formatted: dict[str, Any],
+                   versions: Versions, collection: str | None, out_dir: Path, show_progress: bool = True,
+                   apply_gate: Callable[[Decision], Decision] | None = None) -> dict[str, Any]:
+    """Evaluate every runnable arm; writes per-item rows, summary.json and the report into ``out_dir``.
+
+    ``apply_gate`` acts on the gate's decision (tags, promotion) before the report is written, so the
+    report says what was done.
+    """
+    from ptwiki_llm.evaluation.report import write_report
+
+    started = time.perf_counter()
+    ev = config.evaluation
+    arms, notes = plan_arms(config, versions)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    items = prepare_items(config, articles, formatted)
+    if items.probes:
+        write_probes(items.probes, staging / "probes.jsonl")
+    timings["items_s"] = time.perf_counter() - t0
+    if any(arm.rag for arm in arms):
+        t0 = time.perf_counter()
+        retrieve(config, items, collection, show_progress)
+        timings["retrieval_s"] = time.perf_counter() - t0
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    import torch
+
+    for model_name in dict.fromkeys(arm.model for arm in arms):
+        t0 = time.perf_counter()
+        model, tokenizer = load_arm_model(config, model_name, versions)
+        timings[f"load.{model_name}_s"] = time.perf_counter() - t0
+        for arm in (a for a in arms if a.model == model_name):
+            torch.manual_seed(config.seed)
+            t0 = time.perf_counter()
+            if items.lm_texts and not arm.rag:
+                rows.setdefault("lm", {})[arm.name] = run_lm(model, tokenizer, arm, items.lm_texts, config,
+                                                             show_progress)
+            if items.probes:
+                rows.setdefault("probes", {})[arm.name] = run_probes(model, tokenizer, arm, items, config,
+                                                                     show_progress)
+            if items.qa:
+                rows.setdefault("qa", {})[arm.name] = run_qa(model, tokenizer, arm, items, config, show_progress)
+            timings[f"arm.{arm.name}_s"] = time.perf_counter() - t0
+        del model, tokenizer
+        release_memory()
+    for task, by_arm in rows.items():
+        _write_jsonl([row for arm_rows in by_arm.values() for row in arm_rows], staging / "items" / f"{task}.jsonl")
+    summary = summarize(rows, ev.bootstrap, seed_of(config, ev.bootstrap.seed), ev.qa.recall_k)
+    baseline_arm = "champion" if any(a.name == "champion" for a in arms) else "base"
+    decision: Decision = decide(summary["metrics"], summary["differences"].get(f"ft - {baseline_arm}", {}), ev.gate,
+                                versions.challenger, versions.champion, baseline_arm)
+    if apply_gate is not None:
+        decision = apply_gate(decision)
+    timings["total_s"] = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "arms": [a.name for a in arms],
+        "notes": [*notes, CLOSED_BOOK_NOTE],
+        "versions": {"challenger": versions.challenger, "champion": versions.champion},
+        "collection": collection,
+        "counts": {"probes": items.probe_counts, "lm_texts": len(items.lm_texts),
+                   "qa": {t.name: t.counts for t in items.qa},
+                   "qa_gold_passage_fallbacks": {n: r.fallbacks for n, r in items.qa_retrieval.items()},
+                   "qa_collections": {n: r.collection for n, r in items.qa_retrieval.items()}},
+        **summary,
+        "gate": decision.to_dict(),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    (staging / "summary.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(staging, result, rows, ev.examples_in_report)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return result

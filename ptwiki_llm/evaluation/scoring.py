@@ -1,0 +1,108 @@
+"""Model primitives of the evaluation: cloze log-likelihoods, batched generation, per-text perplexity.
+
+Cloze scoring reads the context (retrieved sources for RAG arms, nothing otherwise) and the sentence
+up to the masked span once, keeps its key/value cache, and scores all candidate spans plus the rest of
+the sentence as one batch on that cache: a RAG context of a thousand tokens is read once per probe, not
+once per candidate, and a probe costs two forward passes. Tokens are context | span | suffix, each
+tokenized on its own (as lm-evaluation-harness splits context and continuation), so every candidate is
+scored after the very same context tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ptwiki_llm.training.heldout import _start_token, heldout_metrics
+
+
+@dataclass(frozen=True)
+class ClozeScore:
+    span_logprob: float  # log P(span | context, prefix)
+    total_logprob: float  # log P(span, suffix | context, prefix): what candidates are ranked by
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def _device(model: Any) -> Any:
+    return next(model.parameters()).device
+
+
+def _cache_keyword(model: Any) -> str:
+    """transformers 5.x renames ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidates: Sequence[str], suffix: str,
+                 max_context_tokens: int) -> list[ClozeScore]:
+    """Score each candidate span between ``prefix`` and ``suffix`` after ``context``.
+
+    A trailing space of the prefix moves into the span (" 1964", as BPE tokenizers write words);
+    the context is cut from its end when context + prefix exceed ``max_context_tokens``.
+    """
+    import torch
+
+    stripped = prefix.rstrip()
+    lead_space = " " if len(stripped) < len(prefix) else ""
+    prefix_ids = _ids(tokenizer, stripped)
+    context_ids = _ids(tokenizer, context)
+    room = max(0, max_context_tokens - len(prefix_ids) - 1)
+    head = [_start_token(tokenizer), *context_ids[:room], *prefix_ids]
+    suffix_ids = _ids(tokenizer, suffix)
+    spans = [_ids(tokenizer, lead_space + candidate) for candidate in candidates]
+    tails = [span + suffix_ids for span in spans]
+    width = max(len(tail) for tail in tails)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = _device(model)
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([head], device=device), use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        cache = out.get("cache") or out.get("past_key_values")
+        # one row of the head's cache per candidate; the candidates run as one batch. Padding goes on the
+        # right, where causal attention keeps it out of every real token's view, so no mask is needed.
+        cache.reorder_cache(torch.zeros(len(tails), dtype=torch.long, device=device))
+        batch = torch.tensor([tail + [pad] * (width - len(tail)) for tail in tails], device=device)
+        step = model(input_ids=batch, use_cache=True, **{_cache_keyword(model): cache})
+        logprobs = torch.log_softmax(step.logits.float(), dim=-1)
+    scores: list[ClozeScore] = []
+    for row, (span, tail) in enumerate(zip(spans, tails, strict=True)):
+        targets = torch.tensor(tail[1:], device=device)
+        rest = logprobs[row, : len(tail) - 1].gather(1, targets[:, None])[:, 0].tolist()
+        per_token = [first[tail[0]].item(), *rest]
+        scores.append(ClozeScore(sum(per_token[: len(span)]), sum(per_token)))
+    return scores
+
+
+def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, *,
+                   sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """Answers to ``prompts`` generated together (left padding); greedy unless ``sample``, seeded."""
+    import torch
+
+    if not prompts:
+        return []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    inputs = {k: v.to(_device(model)) for k, v in inputs.items()}
+    options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new_tokens, "pad_token_id": pad}
+    if sample:
+        options.update(temperature=temperature, top_p=top_p)
+    else:  # the model's generation_config may carry sampling settings that greedy decoding warns about
+        options.update(temperature=None, top_p=None, top_k=None)
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        output = model.generate(**inputs, **options)
+    new = output[:, inputs["input_ids"].shape[1]:]
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+def text_nll(model: Any, tokenizer: Any, text: str, max_length: int) -> dict[str, float]:
+    """Summed negative log-likelihood (nats), tokens and UTF-8 bytes of one text (heldout_metrics on it alone)."""
+    scores = heldout_metrics(model, tokenizer, [text], max_length)
+    return {"nll": scores["loss"] * scores["tokens"], "tokens": scores["tokens"], "bytes": scores["bytes"]}

@@ -1,0 +1,94 @@
+"""Per-item results -> every metric of every arm, and the differences that matter, with bootstrap intervals.
+
+Rows are per (task, arm, item). Within a task every arm scored the same items, so the arrays of all arms
+are aligned by item id and one resample matrix serves every arm and every difference (paired intervals).
+Metrics are named ``<task>.<metric>[.<group>]``: ``probes.accuracy.heldout``, ``qa.f1.faquad_dev``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ptwiki_llm.config import BootstrapConfig
+from ptwiki_llm.evaluation.bootstrap import Statistic, bootstrap, difference, mean_of, ratio_of
+
+COMPARISONS = (("ft", "base"), ("base+rag", "base"), ("ft+rag", "base+rag"), ("ft", "champion"))
+
+
+def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows], dtype=float)
+
+
+def _group_mean(values: np.ndarray, mask: np.ndarray) -> Statistic:
+    return ratio_of(np.where(mask, values, 0.0), mask.astype(float))
+
+
+def task_statistics(task: str, rows: Sequence[dict[str, Any]], recall_k: Sequence[int] = ()) -> dict[str, Statistic]:
+    """Statistics of one arm on one task; ``rows`` sorted by item id."""
+    if task == "lm":
+        nll, tokens, size = _column(rows, "nll"), _column(rows, "tokens"), _column(rows, "bytes")
+        return {"lm.perplexity": ratio_of(nll, tokens, transform=np.exp),
+                "lm.bits_per_byte": ratio_of(nll, size, scale=1 / math.log(2))}
+    stats: dict[str, Statistic] = {}
+    if task == "probes":
+        correct, gold = _column(rows, "correct"), _column(rows, "gold_logprob")
+        stats = {"probes.accuracy": mean_of(correct), "probes.gold_logprob": mean_of(gold)}
+        groups = np.array([r["group"] for r in rows])
+        for group in sorted(set(groups)):
+            mask = groups == group
+            stats[f"probes.accuracy.{group}"] = _group_mean(correct, mask)
+            stats[f"probes.gold_logprob.{group}"] = _group_mean(gold, mask)
+    elif task == "qa":
+        em, f1 = _column(rows, "exact_match"), _column(rows, "f1")
+        stats = {"qa.exact_match": mean_of(em), "qa.f1": mean_of(f1)}
+        files = np.array([r["file"] for r in rows])
+        if len(set(files)) > 1:
+            for name in sorted(set(files)):
+                stats[f"qa.exact_match.{name}"] = _group_mean(em, files == name)
+                stats[f"qa.f1.{name}"] = _group_mean(f1, files == name)
+        ranks = [r.get("gold_rank") for r in rows]
+        if any("gold_rank" in r for r in rows):
+            for k in recall_k:
+                stats[f"qa.recall@{k}"] = mean_of(np.array([rank is not None and rank <= k for rank in ranks], float))
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    if rows and all(r.get("answer_in_sources") is not None for r in rows):
+        stats[f"{task}.answer_in_sources"] = mean_of(_column(rows, "answer_in_sources"))
+    return stats
+
+
+def summarize(rows_by_task: dict[str, dict[str, list[dict[str, Any]]]], cfg: BootstrapConfig, seed: int,
+              recall_k: Sequence[int] = ()) -> dict[str, Any]:
+    """``rows_by_task[task][arm]`` (per-item rows) -> {"metrics": {arm: {metric: interval}},
+    "differences": {"a - b": {metric: interval}}, "items": {task: n}}."""
+    metrics: dict[str, dict[str, Any]] = {}
+    differences: dict[str, dict[str, Any]] = {}
+    items: dict[str, int] = {}
+    for task, by_arm in sorted(rows_by_task.items()):
+        ordered = {arm: sorted(rows, key=lambda r: r["item_id"]) for arm, rows in by_arm.items() if rows}
+        ids = {arm: [r["item_id"] for r in rows] for arm, rows in ordered.items()}
+        reference = next(iter(ids.values()), [])
+        mismatched = [arm for arm, got in ids.items() if got != reference]
+        if mismatched:
+            raise ValueError(f"{task}: arms {mismatched} scored other items than the rest; every arm must see the "
+                             "same items")
+        n = len(reference)
+        if n == 0:
+            continue
+        items[task] = n
+        stats = {arm: task_statistics(task, rows, recall_k) for arm, rows in ordered.items()}
+        for arm, named in stats.items():
+            for metric, statistic in named.items():
+                metrics.setdefault(arm, {})[metric] = bootstrap(
+                    statistic, n, cfg.samples, seed, cfg.confidence).to_dict()
+        for a, b in COMPARISONS:
+            if a in stats and b in stats:
+                for metric in sorted(set(stats[a]) & set(stats[b])):
+                    differences.setdefault(f"{a} - {b}", {})[metric] = bootstrap(
+                        difference(stats[a][metric], stats[b][metric]), n, cfg.samples, seed, cfg.confidence).to_dict()
+    return {"metrics": metrics, "differences": differences, "items": items,
+            "bootstrap": {"samples": cfg.samples, "confidence": cfg.confidence, "seed": seed}}

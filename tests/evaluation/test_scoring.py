@@ -1,0 +1,62 @@
+"""Cloze scoring and batched generation with the real SmolLM2-135M."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptwiki_llm.evaluation.scoring import cloze_scores, generate_batch
+
+
+@pytest.fixture(scope="module")
+def lm(model_store, tmp_path_factory):
+    from ptwiki_llm.models import load_causal_lm
+    from tests.training.conftest import tiny_config
+
+    return load_causal_lm(tiny_config(tmp_path_factory.mktemp("wd"), model_store))
+
+
+def _full_logprob(model, tokenizer, ids: list[int], start: int) -> float:
+    """log P(ids[start:] | ids[:start]) from one forward pass over the whole sequence."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return sum(logprobs[i - 1, ids[i]].item() for i in range(start, len(ids)))
+
+
+def test_cached_scores_equal_a_full_forward(lm):
+    from ptwiki_llm.training.heldout import _start_token
+
+    model, tokenizer = lm
+    context, prefix, suffix = "Portugal\nLisboa é a capital de Portugal.\n\n", "A capital de Portugal é ", "."
+    scores = cloze_scores(model, tokenizer, context, prefix, ["Lisboa", "Madrid"], suffix, 1024)
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head = [_start_token(tokenizer), *ids(context), *ids(prefix.rstrip())]
+    for candidate, score in zip(["Lisboa", "Madrid"], scores, strict=True):
+        span = ids(" " + candidate)
+        full = head + span + ids(suffix)
+        assert score.total_logprob == pytest.approx(_full_logprob(model, tokenizer, full, len(head)), abs=1e-3)
+        assert score.span_logprob == pytest.approx(_full_logprob(model, tokenizer, head + span, len(head)), abs=1e-3)
+    assert scores[0].total_logprob > scores[1].total_logprob  # the source says Lisboa
+
+
+def test_context_is_cut_to_the_limit(lm):
+    model, tokenizer = lm
+    long_context = "Texto de contexto sem relação. " * 400
+    short = cloze_scores(model, tokenizer, long_context, "O ano é ", ["1990"], ".", 64)
+    assert len(short) == 1 and short[0].total_logprob < 0
+
+
+def test_batched_greedy_generation_matches_the_answer_module(lm):
+    from ptwiki_llm.rag.answer import generate, render_prompt
+
+    model, tokenizer = lm
+    prompts = [render_prompt(tokenizer, "Qual é a capital de Portugal?", []),
+               render_prompt(tokenizer, "Quem escreveu Os Lusíadas? Responda em poucas palavras.", [])]
+    batched = generate_batch(model, tokenizer, prompts, 12)
+    assert batched[0] == generate(model, tokenizer, prompts[0], 12)
+    assert generate_batch(model, tokenizer, prompts[1:], 12) == batched[1:]
+    assert generate_batch(model, tokenizer, prompts, 12) == batched  # greedy: reproducible
+    sampled = generate_batch(model, tokenizer, prompts, 12, sample=True, temperature=0.9, top_p=0.9, seed=5)
+    assert sampled == generate_batch(model, tokenizer, prompts, 12, sample=True, temperature=0.9, top_p=0.9, seed=5)
