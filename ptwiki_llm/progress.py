@@ -22,15 +22,12 @@ def progress_bar(description: str, total: int | None = None, enabled: bool = Tru
     if not enabled:
         yield lambda n=1: None
         return
-    columns = [
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[progress.percentage]{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if total is not None:  # a streamed dump has no known length: no percentage or ETA to show
+        columns.append(TextColumn("[progress.percentage]{task.percentage:>3.0f}%"))
+    columns.append(TimeElapsedColumn())
+    if total is not None:
+        columns.append(TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

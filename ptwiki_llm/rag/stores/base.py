@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ptwiki_llm.config import StoreConfig
 from ptwiki_llm.rag.chunking import Chunk
 
 # name -> kind; the order is the schema order everywhere.
@@ -212,6 +213,7 @@ class VectorStore(ABC):
     """A connection to one backend; ``open`` binds it to one collection."""
 
     backend: str = ""
+    store_cfg: StoreConfig
 
     def __init__(self) -> None:
         self.spec: CollectionSpec | None = None
@@ -253,10 +255,26 @@ class VectorStore(ABC):
     @abstractmethod
     def existing_ids(self, ids: Sequence[str]) -> set[str]: ...
 
-    @abstractmethod
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
         """Insert or overwrite by id; returns the number of objects written; WriteError when some
         still fail after retries."""
+        spec = self._require_open()
+        if not chunks:
+            return 0
+        vectors = check_vectors(chunks, vectors, spec.dimension)
+        chunks, vectors = dedupe_last(chunks, vectors)
+        batch = self.store_cfg.write_batch_size
+        written = 0
+        for start in range(0, len(chunks), batch):
+            items = list(zip(chunks[start : start + batch], vectors[start : start + batch], strict=True))
+            written += write_with_retries(items, self._write, self.store_cfg.max_retries,
+                                          self.store_cfg.retry_backoff_s,
+                                          f"{self.backend} collection {spec.name} at {self.location}")
+        return written
+
+    @abstractmethod
+    def _write(self, items: Sequence[tuple[Chunk, np.ndarray]]) -> Mapping[int, str]:
+        """Write one batch; returns the positions in ``items`` that failed, with the reason."""
 
     @abstractmethod
     def get(self, ids: Sequence[str]) -> list[Chunk]: ...

@@ -28,11 +28,8 @@ from ptwiki_llm.rag.stores.base import (
     SchemaMismatchError,
     VectorStore,
     check_filters,
-    check_vectors,
     chunk_from_properties,
-    dedupe_last,
     relative_score_fusion,
-    write_with_retries,
 )
 
 _META_KEY = b"ptwiki"
@@ -159,20 +156,6 @@ class LanceDBStore(VectorStore):
         rows = self.table.search().where(where).select(_COLUMNS).limit(len(ids)).to_arrow().to_pylist()
         by_id = {row["id"]: chunk_from_properties(row["id"], row) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
-
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
-        spec = self._require_open()
-        if not chunks:
-            return 0
-        vectors = check_vectors(chunks, vectors, spec.dimension)
-        chunks, vectors = dedupe_last(chunks, vectors)
-        batch = self.store_cfg.write_batch_size
-        written = 0
-        for start in range(0, len(chunks), batch):
-            items = list(zip(chunks[start : start + batch], vectors[start : start + batch], strict=True))
-            written += write_with_retries(items, self._write, self.store_cfg.max_retries,
-                                          self.store_cfg.retry_backoff_s, f"LanceDB table {spec.name} ({self.uri})")
-        return written
 
     def _write(self, items: Sequence[tuple[Chunk, np.ndarray]]) -> Mapping[int, str]:
         """One atomic commit (a merge on id, so a retried or repeated write never duplicates)."""

@@ -30,11 +30,8 @@ from ptwiki_llm.rag.stores.base import (
     StoreUnavailableError,
     VectorStore,
     check_filters,
-    check_vectors,
     chunk_from_properties,
-    dedupe_last,
     retry_call,
-    write_with_retries,
 )
 
 _RETURN = list(PROPERTIES)
@@ -227,20 +224,6 @@ class WeaviateStore(VectorStore):
                                                      limit=len(set(ids)), return_properties=_RETURN)
         by_id = {str(o.uuid): chunk_from_properties(str(o.uuid), o.properties) for o in result.objects}
         return [by_id[i] for i in ids if i in by_id]
-
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
-        spec = self._require_open()
-        if not chunks:
-            return 0
-        vectors = check_vectors(chunks, vectors, spec.dimension)
-        chunks, vectors = dedupe_last(chunks, vectors)
-        batch = self.store_cfg.write_batch_size
-        written = 0
-        for start in range(0, len(chunks), batch):
-            items = list(zip(chunks[start : start + batch], vectors[start : start + batch], strict=True))
-            written += write_with_retries(items, self._write, self.store_cfg.max_retries,
-                                          self.store_cfg.retry_backoff_s, f"Weaviate {spec.name} at {self.location}")
-        return written
 
     def _write(self, items: Sequence[tuple[Chunk, np.ndarray]]) -> Mapping[int, str]:
         """One batch request; an existing UUID is overwritten, so retries never duplicate."""
