@@ -40,7 +40,10 @@ class HubDatasetFallback(_Section):
 
 class IngestConfig(_Section):
     workers: int = Field(0, ge=0, description="worker processes; 0 = one per core")
-    shard_size: int = Field(2000, ge=1, description="articles per parquet shard")
+    shard_size: int = Field(2000, ge=1, description="articles per parquet shard (at most)")
+    shard_max_chars: int = Field(
+        20_000_000, ge=1, description="a shard is also closed once its articles hold this many characters of text"
+    )
     batch_size: int = Field(64, ge=1, description="records handed to a worker at once")
     max_article_bytes: int = Field(
         4_000_000, ge=1, description="raw records larger than this are skipped as 'too_large'"

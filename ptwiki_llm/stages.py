@@ -77,6 +77,7 @@ def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progre
             "input": file_fingerprint(source),
             "options": [options.wiki_base_url, options.max_article_bytes, options.min_text_chars],
             "shard_size": config.data.ingest.shard_size,
+            "shard_max_chars": config.data.ingest.shard_max_chars,
             "max_articles": config.data.max_articles,
         }
     )[:16]

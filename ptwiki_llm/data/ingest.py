@@ -50,17 +50,21 @@ class IngestResult:
 
 
 class _ShardWriter:
-    """Writes articles into numbered parquet shards of a fixed number of rows."""
+    """Writes articles into numbered parquet shards of at most ``shard_size`` rows and about ``shard_max_chars``
+    characters of text: the byte bound keeps memory flat when articles are long (a country, a list)."""
 
-    def __init__(self, folder: Path, shard_size: int) -> None:
+    def __init__(self, folder: Path, shard_size: int, shard_max_chars: int) -> None:
         self.folder = folder
         self.shard_size = shard_size
+        self.shard_max_chars = shard_max_chars
         self.rows: list[dict[str, Any]] = []
+        self.chars = 0
         self.shards: list[dict[str, Any]] = []
 
     def add(self, article: Article) -> None:
         self.rows.append(article.to_row())
-        if len(self.rows) >= self.shard_size:
+        self.chars += len(article.text)
+        if len(self.rows) >= self.shard_size or self.chars >= self.shard_max_chars:
             self.flush()
 
     def flush(self) -> None:
@@ -72,6 +76,7 @@ class _ShardWriter:
         pq.write_table(table, path, compression="zstd")
         self.shards.append({"path": name, "rows": len(self.rows), "sha256": sha256_file(path)})
         self.rows = []
+        self.chars = 0
 
 
 def _limited(records: Iterator[RawRecord], limit: int | None) -> Iterator[RawRecord]:
@@ -99,7 +104,7 @@ def ingest(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
-    writer = _ShardWriter(staging, cfg.shard_size)
+    writer = _ShardWriter(staging, cfg.shard_size, cfg.shard_max_chars)
     skipped_rows: list[dict[str, Any]] = []
     skipped = Counter[str]()
     read = kept = 0

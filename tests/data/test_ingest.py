@@ -45,6 +45,17 @@ def test_accounting_adds_up_and_skips_are_recorded(tmp_path):
     assert shard_paths(result.out_dir) == result.shards
 
 
+def test_shards_close_on_text_size_as_well_as_row_count(tmp_path):
+    dump = tmp_path / "articles.jsonl.gz"
+    _write_jsonl(dump, 40)  # 37 kept, each about 200 characters of text
+    result = ingest(dump, tmp_path / "out", ConvertOptions(),
+                    IngestConfig(workers=1, shard_size=30, shard_max_chars=2000), show_progress=False)
+    texts = [pq.read_table(shard, columns=["text"])["text"].to_pylist() for shard in result.shards]
+    assert sum(map(len, texts)) == 37 and len(texts) > 2  # the row bound (30) alone would give 2 shards
+    for shard in texts[:-1]:  # each closed by the article that took it to 2,000 characters, not before
+        assert sum(map(len, shard)) >= 2000 > sum(map(len, shard[:-1]))
+
+
 def test_parallel_output_is_byte_identical_to_serial(tmp_path):
     dump = tmp_path / "articles.jsonl.gz"
     _write_jsonl(dump, 300, bad_every=50)
