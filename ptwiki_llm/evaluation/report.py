@@ -157,16 +157,22 @@ def _sources_html(sources: list[dict[str, Any]]) -> str:
                    for n, s in enumerate(sources, 1))
 
 
+def _rows_by_item(rows_by_arm: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{arm: [row]} -> {item id: {arm: row}}: one item's answers from every arm side by side."""
+    by_item: dict[str, dict[str, dict[str, Any]]] = {}
+    for arm, arm_rows in rows_by_arm.items():
+        for row in arm_rows:
+            by_item.setdefault(row["item_id"], {})[arm] = row
+    return by_item
+
+
 def examples_html(result: dict[str, Any], rows: dict[str, dict[str, list[dict[str, Any]]]], limit: int) -> str:
     arms = list(result["arms"])
     parts = [f"<!doctype html><html lang=pt><meta charset=utf-8><title>Examples</title><style>{_STYLE}</style>"
              "<h1>Examples</h1>"]
     qa = rows.get("qa", {})
     if qa:
-        by_item: dict[str, dict[str, dict[str, Any]]] = {}
-        for arm, arm_rows in qa.items():
-            for row in arm_rows:
-                by_item.setdefault(row["item_id"], {})[arm] = row
+        by_item = _rows_by_item(qa)
         parts.append("<h2>Extractive QA</h2>")
         for item_id in sorted(by_item)[:limit]:
             first = next(iter(by_item[item_id].values()))
@@ -180,10 +186,7 @@ def examples_html(result: dict[str, Any], rows: dict[str, dict[str, list[dict[st
                          f"<th>score</th><th>sources</th></tr>{cells}</table>")
     probes = rows.get("probes", {})
     if probes:
-        by_item = {}
-        for arm, arm_rows in probes.items():
-            for row in arm_rows:
-                by_item.setdefault(row["item_id"], {})[arm] = row
+        by_item = _rows_by_item(probes)
         parts.append("<h2>Knowledge probes</h2>")
         for item_id in sorted(by_item)[:limit]:
             first = next(iter(by_item[item_id].values()))

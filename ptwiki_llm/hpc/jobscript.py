@@ -216,6 +216,10 @@ def render_job_script(spec: JobSpec) -> str:
     lines += list(job.setup)  # site lines first: they may be what defines `module`
     if job.modules:
         lines.append("module load " + " ".join(_q(m) for m in job.modules))
+    lines += [
+        "# one compute thread per allocated core: torch and BLAS otherwise start one per core of the node",
+        'export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"',
+    ]
     env_file = _q(spec.env_path)
     if spec.image is None:
         lines += [
@@ -231,6 +235,7 @@ def render_job_script(spec: JobSpec) -> str:
             "# --cleanenv drops the host environment; SLURM_* and the per-job ZenML config dir go in explicitly",
             'while IFS= read -r name; do export "APPTAINERENV_${name}=${!name}"; done < <(compgen -e | grep "^SLURM_")',
             'export APPTAINERENV_ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',
+            'export APPTAINERENV_OMP_NUM_THREADS="$OMP_NUM_THREADS"',
             'export ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',
         ]
         command = apptainer_command(spec.image, spec.env_path, spec.command)

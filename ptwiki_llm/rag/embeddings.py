@@ -39,6 +39,8 @@ class Embedder:
         self.device = resolve_device(cfg.device)
         # transformers logs a load report for the unused pooler weights of E5; it is noise here.
         logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+        # ... and with that level, transformers 5.24 runs its tensor-parallel plan check, which lists every layer
+        logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)
         self.model = SentenceTransformer(str(model_dir), device=self.device, local_files_only=True)
         # E5 needs "query: " / "passage: " prefixes; a model's own config names them, else rag.embedding.prompt_texts
         self.model.prompts = {**cfg.prompt_texts, **(self.model.prompts or {})}

@@ -68,6 +68,8 @@ attempt=${SLURM_RESTART_COUNT:-0}
 echo "[ptwiki-slurm] step ingest: job ${SLURM_JOB_ID:-?} attempt $attempt on $(hostname) at $(date -Iseconds)"
 source /etc/profile.d/modules.sh
 module load python/3.11 'gcc 12'
+# one compute thread per allocated core: torch and BLAS otherwise start one per core of the node
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
 set -a
 # shellcheck source=/dev/null
 source /jobs/run-1/ingest.env
