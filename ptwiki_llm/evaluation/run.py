@@ -20,9 +20,10 @@ from ptwiki_llm.evaluation.gate import Decision, decide
 from ptwiki_llm.evaluation.metrics import answer_in_texts, exact_match, token_f1
 from ptwiki_llm.evaluation.probes import Probe, build_probes, fine_tuning_sentences, write_probes
 from ptwiki_llm.evaluation.qa import QaRetrieval, QaTask, load_qa_task, resolve_qa_files, retrieve_for_task
-from ptwiki_llm.evaluation.scoring import cloze_scores, generate_batch, text_nll
+from ptwiki_llm.evaluation.scoring import cloze_scores, text_nll
 from ptwiki_llm.evaluation.summary import summarize
 from ptwiki_llm.progress import progress_bar
+from ptwiki_llm.rag.answer import generate_batch
 
 CLOSED_BOOK_NOTE = ("Arms without RAG answer QA questions closed-book (the question alone); RAG arms read passages "
                     "retrieved from an index of the QA file's own contexts. Probes of RAG arms retrieve with the "

@@ -1,4 +1,4 @@
-"""Model primitives of the evaluation: cloze log-likelihoods, batched generation, per-text perplexity.
+"""Model primitives of the evaluation: cloze log-likelihoods and per-text perplexity (generation: rag/answer.py).
 
 Cloze scoring reads the context (retrieved sources for RAG arms, nothing otherwise) and the sentence
 up to the masked span once, keeps its key/value cache, and scores all candidate spans plus the rest of
@@ -77,29 +77,6 @@ def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidat
         per_token = [first[tail[0]].item(), *rest]
         scores.append(ClozeScore(sum(per_token[: len(span)]), sum(per_token)))
     return scores
-
-
-def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, *,
-                   sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
-    """Answers to ``prompts`` generated together (left padding); greedy unless ``sample``, seeded."""
-    import torch
-
-    if not prompts:
-        return []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    inputs = {k: v.to(_device(model)) for k, v in inputs.items()}
-    options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new_tokens, "pad_token_id": pad}
-    if sample:
-        options.update(temperature=temperature, top_p=top_p)
-    else:  # the model's generation_config may carry sampling settings that greedy decoding warns about
-        options.update(temperature=None, top_p=None, top_k=None)
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        output = model.generate(**inputs, **options)
-    new = output[:, inputs["input_ids"].shape[1]:]
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
 
 def text_nll(model: Any, tokenizer: Any, text: str, max_length: int) -> dict[str, float]:

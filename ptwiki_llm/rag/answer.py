@@ -6,6 +6,7 @@ prompt goes through the tokenizer's chat template when it has one, plain text ot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,19 +107,32 @@ def build_prompt(tokenizer: Any, question: str, hits: list[Hit], budget_tokens: 
     return prompt, used, truncated
 
 
-def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
-    """Greedy decoding (answers are reproducible); returns only the new text."""
+def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, *,
+                   sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """Answers to ``prompts`` generated together (left padding); greedy unless ``sample``, seeded."""
     import torch
 
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    device = getattr(model, "device", None)
-    if device is not None:
-        inputs = {k: v.to(device) for k, v in inputs.items()}
+    if not prompts:
+        return []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    inputs = {k: v.to(next(model.parameters()).device) for k, v in inputs.items()}
+    options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new_tokens, "pad_token_id": pad}
+    if sample:
+        options.update(temperature=temperature, top_p=top_p)
+    else:  # the model's generation_config may carry sampling settings that greedy decoding warns about
+        options.update(temperature=None, top_p=None, top_k=None)
+    torch.manual_seed(seed)
     with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-    new_tokens = output[0, inputs["input_ids"].shape[1]:]
-    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        output = model.generate(**inputs, **options)
+    new = output[:, inputs["input_ids"].shape[1]:]
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding (answers are reproducible); returns only the new text."""
+    return generate_batch(model, tokenizer, [prompt], max_new_tokens)[0]
 
 
 def answer_question(question: str, model: Any, tokenizer: Any, cfg: AnswerConfig,

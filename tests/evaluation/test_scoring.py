@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ptwiki_llm.evaluation.scoring import cloze_scores, generate_batch
+from ptwiki_llm.evaluation.scoring import cloze_scores
+from ptwiki_llm.rag.answer import generate_batch
 
 
 @pytest.fixture(scope="module")
