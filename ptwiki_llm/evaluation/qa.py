@@ -10,8 +10,6 @@ answer text is used).
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.provenance import sha256_file
-from ptwiki_llm.rag.retrieval_eval import QaItem, first_gold_rank, gold_passages, load_squad
+from ptwiki_llm.rag.retrieval_eval import QaItem, first_gold_rank, gold_passages, load_squad, read_squad
 
 
 class QaFileError(ValueError):
@@ -38,9 +36,7 @@ class QaTask:
 
 def _offset_stats(path: Path) -> dict[str, int]:
     """Questions, unanswerable (SQuAD 2.0) questions and answers whose offset misses their text."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        data = json.load(handle)
+    data = read_squad(path)
     stats = {"questions": 0, "unanswerable": 0, "answers": 0, "offset_mismatches": 0}
     for document in data.get("data", []):
         for paragraph in document.get("paragraphs", []):

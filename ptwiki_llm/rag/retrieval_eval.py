@@ -32,11 +32,16 @@ class QaItem:
     paragraph: int
 
 
-def load_squad(path: Path) -> tuple[list[dict[str, Any]], list[QaItem]]:
-    """Article rows (one per paragraph) and the questions, from a SQuAD v1 JSON (optionally .gz)."""
+def read_squad(path: Path) -> dict[str, Any]:
+    """A SQuAD-format JSON file (optionally .gz), parsed."""
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as handle:
-        data = json.load(handle)["data"]
+        return json.load(handle)
+
+
+def load_squad(path: Path) -> tuple[list[dict[str, Any]], list[QaItem]]:
+    """Article rows (one per paragraph) and the questions, from a SQuAD v1 JSON (optionally .gz)."""
+    data = read_squad(path)["data"]
     rows: list[dict[str, Any]] = []
     items: list[QaItem] = []
     for document in data:
