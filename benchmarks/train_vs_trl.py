@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks._common import write_results  # noqa: E402 - needs the sys.path line above
+from ptwiki_llm.training.data import formatted_from_dir  # noqa: E402
 
 
 def _config(args: argparse.Namespace, workdir: Path) -> Any:
@@ -51,18 +52,12 @@ def _config(args: argparse.Namespace, workdir: Path) -> Any:
     return load_config(args.config, overrides)
 
 
-def _formatted(folder: Path) -> dict[str, Any]:
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
-            "summary": summary, "dataset_sha256": None}
-
-
 def run_pipeline_step(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from ptwiki_llm.stages import train_stage
 
     config = _config(args, workdir)
     started = time.perf_counter()
-    result = train_stage(config, _formatted(args.formatted), pipeline_run_id="benchmark", show_progress=False)
+    result = train_stage(config, formatted_from_dir(args.formatted), pipeline_run_id="benchmark", show_progress=False)
     wall = time.perf_counter() - started
     metrics = result["metrics"]
     return {
@@ -87,7 +82,7 @@ def run_plain_trl(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     config = _config(args, workdir)
     train = config.train
-    train_texts, eval_texts = load_splits(_formatted(args.formatted), train.max_train_examples,
+    train_texts, eval_texts = load_splits(formatted_from_dir(args.formatted), train.max_train_examples,
                                           train.max_eval_examples, config.seed)
     model_dir = args.store / config.models.base.name
     torch.manual_seed(config.seed)

@@ -21,13 +21,6 @@ from typing import Any
 from ptwiki_llm.config import Config, load_config
 
 
-def _formatted_from_dir(folder: Path) -> dict[str, Any]:
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
-    return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
-            "summary": summary, "dataset_sha256": summary.get("dataset_sha256")}
-
-
 def _overrides(pairs: list[str]) -> dict[str, Any]:
     import yaml
 
@@ -58,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ptwiki_llm.models import DeviceUnavailableError, ModelNotStagedError
-    from ptwiki_llm.training.data import TrainingDataError
+    from ptwiki_llm.training.data import TrainingDataError, formatted_from_dir
     from ptwiki_llm.training.settings import TrainingSetupError
     from ptwiki_llm.training.trainer import run_training, world
 
@@ -69,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = load_config(args.config, _overrides(args.sets))
     formatted = (json.loads(args.formatted_json.read_text(encoding="utf-8")) if args.formatted_json
-                 else _formatted_from_dir(args.formatted))
+                 else formatted_from_dir(args.formatted))
     try:
         if args.mlflow_run_id or world()[0] != 0:
             run_training(config, formatted, args.mlflow_run_id, not args.no_progress)

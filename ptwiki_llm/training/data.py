@@ -12,6 +12,14 @@ class TrainingDataError(ValueError):
     """The formatted data cannot be trained on as configured."""
 
 
+def formatted_from_dir(folder: Path) -> dict[str, Any]:
+    """The format step's output for a folder it wrote (train.jsonl, eval.jsonl, summary.json), outside the pipeline."""
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
+            "summary": summary, "dataset_sha256": summary.get("dataset_sha256")}
+
+
 def read_texts(path: Path) -> list[str]:
     if not Path(path).is_file():
         raise TrainingDataError(f"formatted split {path} does not exist; run the format step first (ptwiki-llm data)")
