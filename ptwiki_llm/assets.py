@@ -19,11 +19,12 @@ class AssetNotFoundError(FileNotFoundError):
     """An asset is neither a path, nor in the asset path, nor fetchable."""
 
 
+# The Hugging Face libraries' switches for "never download": read here, set in SLURM jobs and by the registry.
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
 def hub_offline() -> bool:
-    return any(
-        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
+    return any(os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"} for var in OFFLINE_VARS)
 
 
 def find_staged(name: str, config: Config) -> Path | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm import tracking
+from ptwiki_llm.assets import OFFLINE_VARS
 from ptwiki_llm.config import Config
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def pip_requirements(config: Config) -> list[str]:
 @contextmanager
 def _offline() -> Iterator[None]:
     """MLflow contacts the Hub for model cards and licenses; the registry must work on air-gapped nodes."""
-    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    saved = {name: os.environ.get(name) for name in OFFLINE_VARS}
     os.environ.update({name: "1" for name in saved})
     try:
         yield

@@ -25,6 +25,7 @@ from zenml.config.global_config import GlobalConfiguration
 from zenml.enums import ExecutionMode, ExecutionStatus, StoreType
 from zenml.orchestrators import BaseOrchestrator, SubmissionResult
 
+from ptwiki_llm.assets import OFFLINE_VARS
 from ptwiki_llm.hpc.entrypoint import SOURCE_ROOT_ENV, SlurmStepEntrypointConfiguration
 from ptwiki_llm.hpc.flavor import SlurmOrchestratorConfig, SlurmOrchestratorSettings
 from ptwiki_llm.hpc.images import image_digest
@@ -54,7 +55,7 @@ UNKNOWN_JOB_POLLS = 12  # a job neither squeue nor sacct knows for this many pol
 SLURM_ERROR_POLLS = 10  # squeue/sacct failing this many polls in a row ends the wait (the jobs run on)
 # The repository: steps/, pipelines/ and ptwiki_llm/ import from here in every job.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+OFFLINE_ENV = dict.fromkeys(OFFLINE_VARS, "1")
 QUIET_ENV = {
     "ZENML_ANALYTICS_OPT_IN": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
     "PYTHONUNBUFFERED": "1", "ZENML_ENABLE_RICH_TRACEBACK": "false", "ZENML_LOGGING_COLORS_DISABLED": "true",
