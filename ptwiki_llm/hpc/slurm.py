@@ -134,10 +134,6 @@ class SlurmClient:
         if ids:
             self._run(["scancel", *(["--state=PENDING"] if pending_only else []), *ids], check=False)
 
-    def requeue_release(self, job_id: str) -> None:
-        """Let a requeued job start now instead of after its begin-time delay (operators only)."""
-        self._run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
-
     @property
     def accounting(self) -> bool:
         """Whether ``sacct`` answers (slurmdbd configured)."""

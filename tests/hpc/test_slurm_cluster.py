@@ -206,7 +206,7 @@ def test_preempted_step_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
     """SIGUSR1 before a 2-minute limit -> checkpoint + exit 75 -> scontrol requeue -> resume; dependents wait.
 
     A requeued job waits ~2 minutes (its begin time) and would get the same early warning again; as
-    a cluster operator would, the test lets it start now and gives the resumed attempt 3 minutes.
+    a cluster operator would, the test lets it start in 5 seconds and gives the resumed attempt 3 minutes.
     """
     if os.geteuid() != 0:
         pytest.skip("releasing the requeued job early (scontrol update StartTime/TimeLimit) needs a SLURM operator")
@@ -224,7 +224,9 @@ def test_preempted_step_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
         if count_job and not released:
             info = SlurmClient().scontrol(count_job)
             if info and info.state == "PENDING" and info.reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"JobId={count_job}", "StartTime=now", "TimeLimit=3"],
+                # a few seconds, not "now": slurmd must first finish revoking the first attempt's credential,
+                # or the new attempt is killed as "non-startable: Job credential revoked" (seen 1 run in 5)
+                subprocess.run(["scontrol", "update", f"JobId={count_job}", "StartTime=now+5", "TimeLimit=3"],
                                check=True, capture_output=True)
                 released = True
         time.sleep(1)
