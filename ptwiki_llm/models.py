@@ -295,6 +295,27 @@ def resolve_dtype(config: Config, device: str) -> Any:
     return torch.float32
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPU multiplies bf16 in hardware (elsewhere bf16 is emulated, slower than float32)."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, check, lambda: False)() for check in checks)
+
+
+def bf16_autocast(setting: bool | str, device: str) -> bool:
+    """Whether float32 weights compute their matmuls in bf16 autocast: true, false, or 'auto' = where the
+    hardware does bf16 natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), never on MPS."""
+    if setting != "auto":
+        return bool(setting)
+    if device == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_bf16_supported())
+    return device == "cpu" and cpu_has_native_bf16()
+
+
 def attn_implementation(config: Config, device: str) -> str:
     return config.models.attn_implementation or ("eager" if device == "cpu" else "sdpa")
 

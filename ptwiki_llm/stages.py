@@ -220,6 +220,7 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
             "index.backend": report.backend, "index.collection": report.collection,
             "index.location": report.location, "index.embedder": report.embedder,
             "index.dimension": report.dimension, "index.device": embedder.device,
+            "index.embedding.precision": embedder.precision,
             **{f"index.chunking.{k}": v for k, v in rag.chunking.model_dump().items()},
             **{f"index.hnsw.{k}": v for k, v in rag.hnsw.model_dump().items()},
             "index.embedding.batch_size": rag.embedding.batch_size,
@@ -242,6 +243,7 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
         "location": report.location,
         "embedder": report.embedder,
         "dimension": report.dimension,
+        "embedding_precision": embedder.precision,
         "dataset_sha256": validated["dataset_sha256"],
         "counts": counts,
     }

@@ -85,6 +85,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         "## Notes", "",
         *(f"- {note}" for note in result["notes"]),
     ]
+    if result.get("precision"):
+        lines.append("- Precision: " + "; ".join(f"{model}: {label}" for model, label in result["precision"].items())
+                     + " (evaluation.bf16_autocast).")
     probes = result["counts"].get("probes") or {}
     if probes:
         lines.append(f"- Probes: {probes.get('probes_train', 0)} from articles in the fine-tuning sample (train), "

@@ -189,6 +189,37 @@ def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Confi
     return rows
 
 
+@dataclass(frozen=True)
+class Precision:
+    device: str
+    dtype: str
+    autocast: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.dtype} weights, bf16 autocast" if self.autocast else f"{self.dtype} weights"
+
+
+def model_precision(model: Any, setting: str) -> Precision:
+    """How an arm's model computes: its weights' dtype, and bf16 autocast over float32 weights per ``setting``."""
+    from ptwiki_llm.models import bf16_autocast
+
+    weight = next(model.parameters())
+    dtype = str(weight.dtype).removeprefix("torch.")
+    return Precision(weight.device.type, dtype, dtype == "float32" and bf16_autocast(setting, weight.device.type))
+
+
+def _run_arm(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Config,
+             rows: dict[str, dict[str, list[dict[str, Any]]]], show_progress: bool) -> None:
+    """Every task of one arm; its rows go into ``rows[task][arm]``."""
+    if items.lm_texts and not arm.rag:
+        rows.setdefault("lm", {})[arm.name] = run_lm(model, tokenizer, arm, items.lm_texts, config, show_progress)
+    if items.probes:
+        rows.setdefault("probes", {})[arm.name] = run_probes(model, tokenizer, arm, items, config, show_progress)
+    if items.qa:
+        rows.setdefault("qa", {})[arm.name] = run_qa(model, tokenizer, arm, items, config, show_progress)
+
+
 def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
@@ -223,23 +254,20 @@ def run_evaluation(config: Config, *, articles: Iterable[dict[str, Any]] | None,
         retrieve(config, items, collection, show_progress)
         timings["retrieval_s"] = time.perf_counter() - t0
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    precisions: dict[str, str] = {}
     import torch
 
     for model_name in dict.fromkeys(arm.model for arm in arms):
         t0 = time.perf_counter()
         model, tokenizer = load_arm_model(config, model_name, versions)
         timings[f"load.{model_name}_s"] = time.perf_counter() - t0
+        precision = model_precision(model, ev.bf16_autocast)
+        precisions[model_name] = precision.label
         for arm in (a for a in arms if a.model == model_name):
             torch.manual_seed(config.seed)
             t0 = time.perf_counter()
-            if items.lm_texts and not arm.rag:
-                rows.setdefault("lm", {})[arm.name] = run_lm(model, tokenizer, arm, items.lm_texts, config,
-                                                             show_progress)
-            if items.probes:
-                rows.setdefault("probes", {})[arm.name] = run_probes(model, tokenizer, arm, items, config,
-                                                                     show_progress)
-            if items.qa:
-                rows.setdefault("qa", {})[arm.name] = run_qa(model, tokenizer, arm, items, config, show_progress)
+            with torch.autocast(precision.device, dtype=torch.bfloat16, enabled=precision.autocast):
+                _run_arm(model, tokenizer, arm, items, config, rows, show_progress)
             timings[f"arm.{arm.name}_s"] = time.perf_counter() - t0
         del model, tokenizer
         release_memory()
@@ -257,6 +285,7 @@ def run_evaluation(config: Config, *, articles: Iterable[dict[str, Any]] | None,
         "notes": [*notes, CLOSED_BOOK_NOTE],
         "versions": {"challenger": versions.challenger, "champion": versions.champion},
         "collection": collection,
+        "precision": precisions,
         "counts": {"probes": items.probe_counts, "lm_texts": len(items.lm_texts),
                    "qa": {t.name: t.counts for t in items.qa},
                    "qa_gold_passage_fallbacks": {n: r.fallbacks for n, r in items.qa_retrieval.items()},

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ptwiki_llm.config import Config, EmbeddingConfig
-from ptwiki_llm.models import model_ref, require_model_dir
+from ptwiki_llm.models import bf16_autocast, model_ref, require_model_dir
 
 
 def resolve_device(requested: str) -> str:
@@ -54,6 +54,12 @@ class Embedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension: int = int(dimension())
         self.max_seq_length: int = int(self.model.max_seq_length)
+        self.bf16_autocast = bf16_autocast(cfg.bf16_autocast, self.device)
+
+    @property
+    def precision(self) -> str:
+        """How vectors are computed, for the index's record: 'bf16-autocast' or 'float32'."""
+        return "bf16-autocast" if self.bf16_autocast else "float32"
 
     @property
     def tokenizer(self) -> Any:
@@ -62,15 +68,20 @@ class Embedder:
     def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            prompt_name=prompt_name or None,
-            batch_size=self.cfg.batch_size,
-            normalize_embeddings=self.cfg.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        import torch
+
+        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16_autocast):
+            vectors = self.model.encode(
+                list(texts),
+                prompt_name=prompt_name or None,
+                batch_size=self.cfg.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.cfg.normalize:  # in float32, so that bf16-computed vectors are unit length too
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.cfg.passage_prompt)

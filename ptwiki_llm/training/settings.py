@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.config import Config, TrainConfig
+from ptwiki_llm.models import bf16_autocast
 
 # bitsandbytes optimizers; they need CUDA and the bitsandbytes package.
 BNB_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit", "adamw_bnb_8bit", "adamw_8bit", "paged_lion_8bit",
@@ -62,9 +63,16 @@ def _require_bitsandbytes(why: str) -> None:
         )
 
 
-def precision_flags(dtype_name: str) -> dict[str, bool]:
-    """Mixed-precision switches for the Trainer from the resolved model dtype (never bf16 autocast on CPU)."""
-    return {"bf16": dtype_name == "bfloat16", "fp16": dtype_name == "float16"}
+def precision_flags(dtype_name: str, bf16_autocast: bool = False) -> dict[str, bool]:
+    """The Trainer's mixed-precision switches: bf16/fp16 weights compute in their dtype; float32 weights
+    compute in bf16 autocast only when ``bf16_autocast`` (train.bf16_autocast resolved for the device)."""
+    return {"bf16": dtype_name == "bfloat16" or (dtype_name == "float32" and bf16_autocast),
+            "fp16": dtype_name == "float16"}
+
+
+def mixed_precision(args: Any) -> str:
+    """'bf16', 'fp16' or 'no': what the Trainer's autocast does, for the run's record."""
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
 
 
 def sft_config(config: Config, output_dir: Path, device: str, dtype_name: str, has_eval: bool = True) -> Any:
@@ -104,7 +112,7 @@ def sft_kwargs(config: Config, output_dir: Path, device: str, dtype_name: str,
         activation_checkpointing=train.gradient_checkpointing,  # gradient_checkpointing* is deprecated in 5.x
         activation_checkpointing_kwargs=checkpointing_kwargs,
         use_cpu=device == "cpu",
-        **precision_flags(dtype_name),
+        **precision_flags(dtype_name, bf16_autocast(train.bf16_autocast, device)),
         logging_strategy="steps",
         logging_steps=train.logging_steps,
         eval_strategy="steps" if has_eval else "no",

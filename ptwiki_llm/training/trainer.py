@@ -28,7 +28,7 @@ from ptwiki_llm.training.preemption import (
     TrainingPreempted,
     latest_checkpoint,
 )
-from ptwiki_llm.training.settings import lora_config, quantization_config, sft_config
+from ptwiki_llm.training.settings import lora_config, mixed_precision, quantization_config, sft_config
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ class _Run:
         peft_config = lora_config(cfg)
         if self.is_main:
             self._continue_log(checkpoint, resumed_from)
-            _log_setup(self.sink, self.config, self.device, self.dtype_name, self.quant, peft_config,
-                       self.world_size, self.run_dir, checkpoint)
+            _log_setup(self.sink, self.config, self.device, self.dtype_name, mixed_precision(args), self.quant,
+                       peft_config, self.world_size, self.run_dir, checkpoint)
 
         heldout_on = cfg.heldout_eval and bool(eval_texts) and not cfg.fsdp
         if cfg.heldout_eval and cfg.fsdp:
@@ -251,6 +251,7 @@ class _Run:
             "train_config": self.config.train.model_dump(mode="json"),
             "device": self.device,
             "dtype": self.dtype_name,
+            "mixed_precision": mixed_precision(trainer.args),
             "world_size": self.world_size,
             "examples": examples,
             "metrics": {
@@ -291,8 +292,8 @@ def _write_result(run_dir: Path, result: dict[str, Any]) -> None:
     partial.replace(run_dir / RESULT_FILE)
 
 
-def _log_setup(sink: MlflowSink, config: Config, device: str, dtype_name: str, quant: Any, peft_config: Any,
-               world_size: int, run_dir: Path, checkpoint: Path | None) -> None:
+def _log_setup(sink: MlflowSink, config: Config, device: str, dtype_name: str, precision: str, quant: Any,
+               peft_config: Any, world_size: int, run_dir: Path, checkpoint: Path | None) -> None:
     if sink.run_id is None:
         return
     from ptwiki_llm import tracking
@@ -300,7 +301,8 @@ def _log_setup(sink: MlflowSink, config: Config, device: str, dtype_name: str, q
     client = sink.client
     params = {f"train.{k}": v for k, v in tracking.flatten(config.train.model_dump(mode="json")).items()}
     params.update({
-        "train.device": device, "train.dtype": dtype_name, "train.world_size": world_size,
+        "train.device": device, "train.dtype": dtype_name, "train.mixed_precision": precision,
+        "train.world_size": world_size,
         "train.base_model": config.models.base.name, "train.run_dir": str(run_dir),
         "train.resumed_from": str(checkpoint) if checkpoint else "",
         "lora.config": json.dumps(peft_config.to_dict(), default=str, sort_keys=True),

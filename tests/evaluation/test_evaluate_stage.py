@@ -120,3 +120,4 @@ def test_evaluate_stage_end_to_end(setup):
     assert {"evaluation/report.md", "evaluation/report.html", "evaluation/examples.html"} <= artifacts
     report = (out / "report.md").read_text()
     assert "closed-book" in report and "| probes.accuracy ↑ |" in report
+    assert set(summary["precision"]) == {"base", "ft"} and "- Precision: base: float32 weights" in report

@@ -61,3 +61,29 @@ def test_batched_greedy_generation_matches_the_answer_module(lm):
     assert generate_batch(model, tokenizer, prompts, 12) == batched  # greedy: reproducible
     sampled = generate_batch(model, tokenizer, prompts, 12, sample=True, temperature=0.9, top_p=0.9, seed=5)
     assert sampled == generate_batch(model, tokenizer, prompts, 12, sample=True, temperature=0.9, top_p=0.9, seed=5)
+
+
+@pytest.mark.parametrize(("setting", "native", "autocast"), [
+    (False, True, False), (True, False, True), ("auto", True, True), ("auto", False, False)])
+def test_precision_of_a_float32_model_follows_the_setting(lm, monkeypatch, setting, native, autocast):
+    import ptwiki_llm.models as models
+    from ptwiki_llm.evaluation.run import model_precision
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native)
+    precision = model_precision(lm[0], setting)
+    assert (precision.device, precision.dtype, precision.autocast) == ("cpu", "float32", autocast)
+    assert precision.label == ("float32 weights, bf16 autocast" if autocast else "float32 weights")
+
+
+def test_bf16_autocast_scores_stay_near_float32_and_rank_alike(lm):
+    import torch
+
+    model, tokenizer = lm
+    args = ("Portugal\nLisboa é a capital de Portugal.\n\n", "A capital de Portugal é ", ["Lisboa", "Madrid", "Roma"],
+            ".", 1024)
+    full = [s.total_logprob for s in cloze_scores(model, tokenizer, *args)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = [s.total_logprob for s in cloze_scores(model, tokenizer, *args)]
+    assert half != full  # autocast is really on
+    assert half == pytest.approx(full, abs=0.5)
+    assert sorted(range(3), key=full.__getitem__) == sorted(range(3), key=half.__getitem__)

@@ -65,14 +65,39 @@ def test_atena_training_arguments(monkeypatch, tmp_path):
 
 
 def test_cpu_training_arguments_build_a_real_sft_config(tmp_path):
-    config = _preset("local.yaml")
+    config = _preset("local.yaml", train={"bf16_autocast": False})
     args = settings.sft_config(config, tmp_path, "cpu", "float32")
-    assert args.use_cpu and not args.bf16 and not args.fp16  # never bf16 autocast on CPU (SFTConfig's default)
+    assert args.use_cpu and not args.bf16 and not args.fp16
+    assert settings.mixed_precision(args) == "no"
     assert args.seed == config.seed == args.data_seed
     assert (args.max_steps, args.eval_steps, args.save_steps) == (40, 20, 20)
     assert args.eval_strategy == "steps" and args.save_strategy == "steps"
     assert args.max_length == 256 and args.packing and args.packing_strategy == "wrapped"
     assert args.include_num_input_tokens_seen == "non_padding"
+
+
+@pytest.mark.parametrize(("native", "setting", "expected"), [
+    (True, "auto", True), (False, "auto", False), (False, "on", True), (True, "off", False), (False, True, True)])
+def test_cpu_bf16_autocast_follows_the_hardware_unless_set(monkeypatch, tmp_path, native, setting, expected):
+    import ptwiki_llm.models as models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native)
+    args = settings.sft_config(_preset("local.yaml", train={"bf16_autocast": setting}), tmp_path, "cpu", "float32")
+    assert (args.bf16, args.fp16) == (expected, False)
+    assert settings.mixed_precision(args) == ("bf16" if expected else "no")
+
+
+def test_precision_flags_keep_half_weights_in_their_dtype():
+    assert settings.precision_flags("bfloat16") == {"bf16": True, "fp16": False}
+    assert settings.precision_flags("float16", bf16_autocast=True) == {"bf16": False, "fp16": True}
+    assert settings.precision_flags("float32", bf16_autocast=True) == {"bf16": True, "fp16": False}
+    assert settings.precision_flags("float32") == {"bf16": False, "fp16": False}
+
+
+def test_bf16_autocast_is_never_automatic_on_mps():
+    from ptwiki_llm.models import bf16_autocast
+
+    assert bf16_autocast("auto", "mps") is False and bf16_autocast(True, "mps") is True
 
 
 def test_bitsandbytes_optimizer_on_cpu_is_refused(tmp_path):
