@@ -31,6 +31,8 @@ def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
 
 def benchmark_machine(*packages: str) -> dict[str, Any]:
     """Where a result was measured: CPU, usable cores (shared machines limit them), versions, time."""
+    from ptwiki_llm.models import cpu_has_native_bf16
+
     info = machine_info()
     return {
         "cpu_model": info["cpu"],
@@ -38,6 +40,7 @@ def benchmark_machine(*packages: str) -> dict[str, Any]:
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else info["cores"],
         "python": info["python"],
         "platform": info["platform"],
+        "cpu_native_bf16": cpu_has_native_bf16(),  # decides bf16 autocast under 'auto' (train, embeddings)
         "packages": package_versions(packages),
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -60,9 +60,11 @@ def main() -> None:
     plain_s, index_s, reports = [], [], []
     def plain() -> None:
         started = time.perf_counter()
-        embedder.model.encode(texts, prompt_name=rag.embedding.passage_prompt, batch_size=rag.embedding.batch_size,
-                              normalize_embeddings=rag.embedding.normalize, convert_to_numpy=True,
-                              show_progress_bar=False)
+        # under the same autocast as the index step's Embedder (rag.embedding.bf16_autocast)
+        with torch.autocast(embedder.device, dtype=torch.bfloat16, enabled=embedder.bf16_autocast):
+            embedder.model.encode(texts, prompt_name=rag.embedding.passage_prompt, batch_size=rag.embedding.batch_size,
+                                  normalize_embeddings=rag.embedding.normalize, convert_to_numpy=True,
+                                  show_progress_bar=False)
         plain_s.append(time.perf_counter() - started)
 
     def index_step(repeat: int) -> None:
@@ -93,6 +95,7 @@ def main() -> None:
         "packages": package_versions(("ptwiki-llm", "sentence-transformers", "lancedb", "torch")),
         "torch_threads": torch.get_num_threads(),
         "device": embedder.device,
+        "precision": embedder.precision,
         "embedder": embedder.name,
         "articles": len(rows),
         "passages": len(chunks),
@@ -111,7 +114,8 @@ def main() -> None:
     md = (
         "# Index throughput: index step vs plain SentenceTransformer.encode\n\n"
         f"{out['date']}; {out['machine']['cores']} CPU cores ({out['machine']['cpu']}), device {embedder.device}, "
-        f"torch threads {out['torch_threads']}; {len(rows)} articles -> {len(chunks)} passages "
+        f"torch threads {out['torch_threads']}, embedding {embedder.precision}; "
+        f"{len(rows)} articles -> {len(chunks)} passages "
         f"({tokens:,} tokens); embedder {embedder.name}, batch {rag.embedding.batch_size}; LanceDB; "
         f"median of {args.repeats} runs, alternating which side goes first.\n\n"
         "| what | seconds (median) | passages/s |\n| --- | --- | --- |\n"

@@ -73,7 +73,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"`ptwiki-llm run --config {result['config']}`"
         + (f" with {', '.join(result['sets'])}" if result["sets"] else "")
-        + f"; {m['cpu_model']}, {m['cpus_usable']} usable cores, Python {m['python']}; {m['date_utc']}.",
+        + f"; {m['cpu_model']}, {m['cpus_usable']} usable cores, "
+        + f"{'with' if m['cpu_native_bf16'] else 'without'} native bf16 (AVX512-BF16/AMX), "
+        + f"Python {m['python']}; {m['date_utc']}.",
         "",
         "| run | wall s | goal s | met |",
         "| --- | ---: | ---: | --- |",

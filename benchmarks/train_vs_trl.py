@@ -49,6 +49,8 @@ def _config(args: argparse.Namespace, workdir: Path) -> Any:
     overrides: dict[str, Any] = {"workdir": str(workdir), "models": {"store": str(args.store)}, "train": {}}
     if args.steps:
         overrides["train"]["max_steps"] = args.steps
+    if args.bf16_autocast:
+        overrides["train"]["bf16_autocast"] = args.bf16_autocast
     return load_config(args.config, overrides)
 
 
@@ -78,6 +80,7 @@ def run_plain_trl(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from ptwiki_llm.models import bf16_autocast
     from ptwiki_llm.training.data import load_splits  # the identical seeded sample of the same files
 
     config = _config(args, workdir)
@@ -97,7 +100,8 @@ def run_plain_trl(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             per_device_eval_batch_size=train.per_device_batch_size,
             gradient_accumulation_steps=train.gradient_accumulation_steps, learning_rate=train.learning_rate,
             lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps, optim=train.optimizer,
-            activation_checkpointing=train.gradient_checkpointing, use_cpu=True, bf16=False, fp16=False,
+            activation_checkpointing=train.gradient_checkpointing, use_cpu=True, fp16=False,
+            bf16=bf16_autocast(train.bf16_autocast, "cpu"),  # the precision the train step resolves
             logging_steps=train.logging_steps, eval_strategy="steps", eval_steps=train.eval_steps,
             save_strategy="steps", save_steps=train.save_steps, save_total_limit=train.save_total_limit,
             report_to="none", disable_tqdm=True, include_num_input_tokens_seen="non_padding",
@@ -153,6 +157,8 @@ def _measure(args: argparse.Namespace, which: str) -> dict[str, Any]:
                str(args.config), "--store", str(args.store)]
     if args.steps:
         command += ["--steps", str(args.steps)]
+    if args.bf16_autocast:
+        command += ["--bf16-autocast", args.bf16_autocast]
     load_before = os.getloadavg()[0]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -173,6 +179,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None, help="model store (default: the config's)")
     parser.add_argument("--steps", type=int, default=None, help="override train.max_steps")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--bf16-autocast", choices=["auto", "true", "false"], help="override train.bf16_autocast")
     parser.add_argument("--one", choices=["pipeline", "plain"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.store is None:
@@ -183,11 +190,10 @@ def main() -> None:
         _child(args)
         return
 
-    from ptwiki_llm.config import load_config
-    from ptwiki_llm.models import model_weights_dir
+    from ptwiki_llm.models import bf16_autocast, model_weights_dir
     from ptwiki_llm.provenance import machine_info, package_versions
 
-    config = load_config(args.config, {"models": {"store": str(args.store)}})
+    config = _config(args, Path(tempfile.gettempdir()))
     model_weights_dir(config)  # convert the GGUF once, outside the measurements
     runs: dict[str, list[dict[str, Any]]] = {"pipeline": [], "plain": []}
     for repeat in range(args.repeats):
@@ -208,7 +214,8 @@ def main() -> None:
     settings = {"model": config.models.base.name, "max_steps": args.steps or train.max_steps,
                 "max_seq_length": train.max_seq_length, "per_device_batch_size": train.per_device_batch_size,
                 "lora_r": train.lora.r, "target_modules": train.lora.target_modules, "optimizer": train.optimizer,
-                "eval_steps": train.eval_steps, "save_steps": train.save_steps, "device": "cpu", "dtype": "float32"}
+                "eval_steps": train.eval_steps, "save_steps": train.save_steps, "device": "cpu", "dtype": "float32",
+                "bf16_autocast": bf16_autocast(train.bf16_autocast, "cpu")}
     result = {
         "benchmark": "train_vs_trl",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -229,7 +236,8 @@ def main() -> None:
     lines = [
         "# Train step vs plain TRL SFTTrainer",
         "",
-        f"{result['date']}, {result['machine']['cpu']} ({result['machine']['cores']} cores), CPU fp32, "
+        f"{result['date']}, {result['machine']['cpu']} ({result['machine']['cores']} cores), CPU fp32"
+        f"{' weights with bf16 autocast' if settings['bf16_autocast'] else ''}, "
         f"{settings['model']}, {settings['max_steps']} steps x {settings['per_device_batch_size']} x "
         f"{settings['max_seq_length']} tokens, LoRA r={settings['lora_r']}, real formatted ptwiki sample.",
         "",
