@@ -169,7 +169,7 @@ class EmbeddingConfig(_Section):
     normalize: bool = True
     bf16_autocast: Literal["auto"] | bool = Field(
         "auto", description="encode with bf16 matmuls; auto = where the hardware has bf16 (CUDA, CPUs with "
-        "AVX512-BF16/AMX: E5-small 2.7x faster, cosine to float32 >= 0.9999); vectors are stored float32"
+        "AVX512-BF16/AMX: E5-small 2.4x faster, cosine to float32 0.99999); vectors are stored float32"
     )
     query_prompt: str = Field("query", description="prompt name in the embedder's config (E5: 'query: ')")
     passage_prompt: str = Field("passage", description="prompt name for indexed passages (E5: 'passage: ')")

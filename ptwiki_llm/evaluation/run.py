@@ -200,7 +200,7 @@ class Precision:
         return f"{self.dtype} weights, bf16 autocast" if self.autocast else f"{self.dtype} weights"
 
 
-def model_precision(model: Any, setting: str) -> Precision:
+def model_precision(model: Any, setting: bool | str) -> Precision:
     """How an arm's model computes: its weights' dtype, and bf16 autocast over float32 weights per ``setting``."""
     from ptwiki_llm.models import bf16_autocast
 
