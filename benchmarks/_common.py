@@ -22,6 +22,12 @@ def find_asset(name: str) -> Path:
     raise SystemExit(f"asset {name!r} not found: set PTWIKI_ASSET_PATH (e.g. ../shared); looked in {folders}")
 
 
+def describe_machine(machine: dict[str, Any]) -> str:
+    """'AMD EPYC, 2 usable cores, with native bf16 (AVX512-BF16/AMX)': what a precision result depends on."""
+    bf16 = "with" if machine["cpu_native_bf16"] else "without"
+    return f"{machine['cpu_model']}, {machine['cpus_usable']} usable cores, {bf16} native bf16 (AVX512-BF16/AMX)"
+
+
 def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

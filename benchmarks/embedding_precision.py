@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import benchmark_machine, find_asset, write_results  # noqa: E402
+from benchmarks._common import benchmark_machine, describe_machine, find_asset, write_results  # noqa: E402
 from ptwiki_llm.config import load_config  # noqa: E402
 
 WORK = REPO / "benchmarks" / "work" / "embedding_precision"
@@ -104,8 +104,7 @@ def main() -> None:
     md = [
         "# Embedding precision: float32 vs bf16 autocast",
         "",
-        f"{machine['date_utc']}; {machine['cpu_model']}, {machine['cpus_usable']} usable cores, "
-        f"{'with' if machine['cpu_native_bf16'] else 'without'} native bf16 (AVX512-BF16/AMX); device "
+        f"{machine['date_utc']}; {describe_machine(machine)}; device "
         f"{out['device']}, torch threads {out['torch_threads']}; {out['embedder']}, batch {out['batch_size']}; "
         f"{len(rows)} articles -> {len(texts)} passages; median of {args.repeats} runs, alternating order.",
         "",

@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import benchmark_machine, write_results  # noqa: E402
+from benchmarks._common import benchmark_machine, describe_machine, write_results  # noqa: E402
 
 SETTINGS = {"float32": "false", "bf16 autocast": "true"}
 PER_ITEM = {"probes": "chosen", "qa": "answer"}
@@ -50,6 +50,12 @@ def items(folder: Path, task: str) -> dict[tuple[str, str], Any]:
     return {(r["arm"], r["item_id"]): r[PER_ITEM[task]] for r in rows}
 
 
+def paired(full: dict[str, Any], half: dict[str, Any]) -> list[tuple[str, str, dict, dict]]:
+    """(arm or difference, metric, float32 value, bf16 value) for every metric of a summary section."""
+    return [(key, metric, value, half[key][metric])
+            for key, metrics in full.items() for metric, value in metrics.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True, help="workdir of a finished default run")
@@ -63,11 +69,7 @@ def main() -> None:
         runs[label] = {"wall_s": round(wall, 1), "folder": str(folder), "summary": summary}
         print(f"{label}: {wall:.1f} s, {folder}", flush=True)
     full, half = (runs[label]["summary"] for label in SETTINGS)
-    rows = [(arm, metric, value["value"], half["metrics"][arm][metric]["value"], value, half["metrics"][arm][metric])
-            for arm, metrics in full["metrics"].items() for metric, value in metrics.items()]
-    diffs = [(name, metric, value["value"], half["differences"][name][metric]["value"], value,
-              half["differences"][name][metric]) for name, metrics in full["differences"].items()
-             for metric, value in metrics.items()]
+    rows, diffs = paired(full["metrics"], half["metrics"]), paired(full["differences"], half["differences"])
     agreement = {}
     for task in PER_ITEM:
         a, b = items(Path(runs["float32"]["folder"]), task), items(Path(runs["bf16 autocast"]["folder"]), task)
@@ -79,8 +81,10 @@ def main() -> None:
         "wall_s": {label: run["wall_s"] for label, run in runs.items()},
         "timings": {label: run["summary"]["timings"] for label, run in runs.items()},
         "agreement": agreement,
-        "metrics": [{"arm": r[0], "metric": r[1], "float32": r[2], "bf16": r[3]} for r in rows],
-        "differences": [{"difference": d[0], "metric": d[1], "float32": d[2], "bf16": d[3]} for d in diffs],
+        "metrics": [{"arm": arm, "metric": metric, "float32": a["value"], "bf16": b["value"]}
+                    for arm, metric, a, b in rows],
+        "differences": [{"difference": name, "metric": metric, "float32": a["value"], "bf16": b["value"]}
+                        for name, metric, a, b in diffs],
         "gate": {label: run["summary"]["gate"]["outcome"] for label, run in runs.items()},
     }
     m = result["machine"]
@@ -91,8 +95,7 @@ def main() -> None:
     lines = [
         "# Evaluation: float32 vs bf16 autocast, same items and models",
         "",
-        f"{m['date_utc']}; {m['cpu_model']}, {m['cpus_usable']} usable cores, "
-        f"{'with' if m['cpu_native_bf16'] else 'without'} native bf16 (AVX512-BF16/AMX); workdir of a default run.",
+        f"{m['date_utc']}; {describe_machine(m)}; workdir of a default run.",
         "",
         "| precision | evaluation s (inside the step) | `ptwiki-llm evaluate` wall s |",
         "| --- | ---: | ---: |",
@@ -105,11 +108,11 @@ def main() -> None:
         "",
         "| arm | metric | float32 | bf16 autocast |",
         "| --- | --- | --- | --- |",
-        *(f"| {arm} | {metric} | {cell(a)} | {cell(b)} |" for arm, metric, _, _, a, b in rows),
+        *(f"| {arm} | {metric} | {cell(a)} | {cell(b)} |" for arm, metric, a, b in rows),
         "",
         "| difference | metric | float32 | bf16 autocast |",
         "| --- | --- | --- | --- |",
-        *(f"| {name} | {metric} | {cell(a)} | {cell(b)} |" for name, metric, _, _, a, b in diffs),
+        *(f"| {name} | {metric} | {cell(a)} | {cell(b)} |" for name, metric, a, b in diffs),
     ]
     write_results("evaluation_precision", result, "\n".join(lines) + "\n")
 

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks._common import benchmark_machine, write_results  # noqa: E402 - needs the sys.path line above
+from benchmarks._common import benchmark_machine, describe_machine, write_results  # noqa: E402 - needs the sys.path line above
 
 GOAL_FRESH_S = 600.0
 GOAL_WARM_S = 60.0
@@ -73,9 +73,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"`ptwiki-llm run --config {result['config']}`"
         + (f" with {', '.join(result['sets'])}" if result["sets"] else "")
-        + f"; {m['cpu_model']}, {m['cpus_usable']} usable cores, "
-        + f"{'with' if m['cpu_native_bf16'] else 'without'} native bf16 (AVX512-BF16/AMX), "
-        + f"Python {m['python']}; {m['date_utc']}.",
+        + f"; {describe_machine(m)}, Python {m['python']}; {m['date_utc']}.",
         "",
         "| run | wall s | goal s | met |",
         "| --- | ---: | ---: | --- |",
