@@ -9,6 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# the ``browser`` fixture (headless Chromium) for the browser tests
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Every test starts without MLFLOW_TRACKING_URI: tests use their own stores, and
