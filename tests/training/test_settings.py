@@ -117,7 +117,7 @@ def test_liger_on_cpu_or_without_the_package_is_refused(monkeypatch, tmp_path):
         settings.sft_kwargs(config, tmp_path, "cpu", "float32")
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name))
-    with pytest.raises(TrainingSetupError, match="liger_kernel package.*pip install liger-kernel"):
+    with pytest.raises(TrainingSetupError, match=r"liger_kernel package.*pip install liger-kernel"):
         settings.sft_kwargs(config, tmp_path, "cuda", "bfloat16")
 
 
