@@ -90,12 +90,12 @@ EMBEDDER_JOB = "embedder"
 CPU_OVERRIDES = {"models": {"device": "cpu", "dtype": "float32"},
                  "train": {"optimizer": "adamw_torch", "dataloader_workers": 0},
                  "rag": {"embedding": {"device": "cpu"}}}
-# Published tokens/s/GPU for Llama-2-7B (README's anchors).
+# Published tokens/s/GPU for Llama-2-7B (README's anchors): LLaMA-Factory's comparison and the HF / Unsloth post.
 ANCHORS = [
-    {"setup": "HF QLoRA", "tokens_per_s_per_gpu": 2415, "source": "LLaMA-Factory's published comparison"},
-    {"setup": "Unsloth QLoRA (A100)", "tokens_per_s_per_gpu": 3726, "source": "LLaMA-Factory / HF-Unsloth post"},
-    {"setup": "Unsloth + FlashAttention-2 LoRA", "tokens_per_s_per_gpu": 4007, "source": "LLaMA-Factory"},
-    {"setup": "NeMo LoRA on H100 (FP8, packed)", "tokens_per_s_per_gpu": 25206, "source": "NVIDIA NeMo"},
+    {"setup": "HF QLoRA", "tokens_per_s_per_gpu": 2415},
+    {"setup": "Unsloth QLoRA (A100)", "tokens_per_s_per_gpu": 3726},
+    {"setup": "Unsloth + FlashAttention-2 LoRA", "tokens_per_s_per_gpu": 4007},
+    {"setup": "NeMo LoRA on H100 (FP8, packed)", "tokens_per_s_per_gpu": 25206},
 ]
 PASSAGES_TO_PROJECT = 5_000_000  # about the full ptwiki (1.1 M articles) in 200-token chunks
 
