@@ -115,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-text-tokens", type=int, default=64, help="shortest synthetic text, in tokens")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="dense bf16 peak of the GPU in TFLOP/s (default: from the table, by GPU name)")
-    parser.add_argument("--embedder-passages", type=int, default=20000, help="passages embedded (0 = skip)")
+    parser.add_argument("--embedder-passages", type=int, default=40000, help="passages embedded (0 = skip)")
     parser.add_argument("--time-budget-s", type=float, default=0,
                         help="skip variants that would end past this many seconds (0 = no limit)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
