@@ -28,11 +28,11 @@ def describe_machine(machine: dict[str, Any]) -> str:
     return f"{machine['cpu_model']}, {machine['cpus_usable']} usable cores, {bf16} native bf16 (AVX512-BF16/AMX)"
 
 
-def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
-    print(f"wrote {RESULTS / name}.json and .md")
+def write_results(name: str, result: dict[str, Any], markdown: str, folder: Path = RESULTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
+    print(f"wrote {folder / name}.json and .md")
 
 
 def benchmark_machine(*packages: str) -> dict[str, Any]:

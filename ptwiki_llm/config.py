@@ -282,6 +282,14 @@ class TrainConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     optimizer: str = Field("adamw_torch", description="TrainingArguments.optim, e.g. paged_adamw_32bit on CUDA")
     gradient_checkpointing: bool = False
+    use_liger_kernel: bool = Field(
+        False, description="Liger's Triton kernels (RMSNorm, SwiGLU, RoPE) in place of the model's; CUDA and the "
+        "liger-kernel package"
+    )
+    padding_free: bool = Field(
+        False, description="TRL padding-free batches (one flattened sequence, no pad tokens); packing_strategy bfd "
+        "implies it"
+    )
     bf16_autocast: Literal["auto"] | bool = Field(
         "auto", description="float32 weights train with bf16 matmuls (Trainer bf16); auto = where the hardware "
         "has bf16 (CUDA, CPUs with AVX512-BF16/AMX: LoRA on the 135M model 2.4x faster); held-out metrics stay float32"

@@ -54,13 +54,24 @@ def quantization_config(config: Config, device: str) -> Any | None:
 
 
 def _require_bitsandbytes(why: str) -> None:
+    _require_package("bitsandbytes", why, "install the GPU extra (pip install 'ptwiki-llm[gpu]') in the training image")
+
+
+def _require_package(module: str, why: str, how: str) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise TrainingSetupError(
-            f"{why} needs the bitsandbytes package, which is not installed. Install the GPU extra "
-            "(pip install 'ptwiki-llm[gpu]') in the training image."
-        )
+    if importlib.util.find_spec(module) is None:
+        raise TrainingSetupError(f"{why} needs the {module} package, which is not installed: {how}.")
+
+
+def checkpointing_arguments(enabled: bool, kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Activation checkpointing under the name the installed transformers knows: ``activation_checkpointing*``
+    from 5.2x on (``gradient_checkpointing*`` is deprecated there), only ``gradient_checkpointing*`` before
+    (GPU images may ship an older 5.x)."""
+    from transformers import TrainingArguments
+
+    prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
+    return {f"{prefix}_checkpointing": enabled, f"{prefix}_checkpointing_kwargs": kwargs}
 
 
 def precision_flags(dtype_name: str, bf16_autocast: bool = False) -> dict[str, bool]:
@@ -93,6 +104,13 @@ def sft_kwargs(config: Config, output_dir: Path, device: str, dtype_name: str,
                 f"training runs on {device}. Use adamw_torch on CPU."
             )
         _require_bitsandbytes(f"train.optimizer={train.optimizer}")
+    if train.use_liger_kernel:
+        if device != "cuda":
+            raise TrainingSetupError(
+                f"train.use_liger_kernel needs CUDA (Liger's kernels are Triton GPU kernels); training runs on "
+                f"{device}. Set train.use_liger_kernel=false."
+            )
+        _require_package("liger_kernel", "train.use_liger_kernel", "pip install liger-kernel")
     # Non-reentrant checkpointing works with frozen base weights and DDP without extra hooks.
     checkpointing_kwargs = {"use_reentrant": False} if train.gradient_checkpointing else None
     return dict(
@@ -109,8 +127,8 @@ def sft_kwargs(config: Config, output_dir: Path, device: str, dtype_name: str,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
         optim=train.optimizer,
-        activation_checkpointing=train.gradient_checkpointing,  # gradient_checkpointing* is deprecated in 5.x
-        activation_checkpointing_kwargs=checkpointing_kwargs,
+        **checkpointing_arguments(train.gradient_checkpointing, checkpointing_kwargs),
+        use_liger_kernel=train.use_liger_kernel,
         use_cpu=device == "cpu",
         **precision_flags(dtype_name, bf16_autocast(train.bf16_autocast, device)),
         logging_strategy="steps",
@@ -132,6 +150,7 @@ def sft_kwargs(config: Config, output_dir: Path, device: str, dtype_name: str,
         max_length=train.max_seq_length,
         packing=train.packing,
         packing_strategy=train.packing_strategy,
+        padding_free=train.padding_free,
         eval_packing=train.packing,
         completion_only_loss=False,
         dataset_num_proc=None,

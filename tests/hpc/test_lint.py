@@ -16,7 +16,8 @@ from ptwiki_llm.hpc import deffile
 
 REPO = Path(__file__).resolve().parents[2]
 SHELL_SCRIPTS = sorted(
-    [*REPO.glob("infra/**/*.sh"), *REPO.glob("infra/**/*.sbatch"), REPO / "apptainer" / "build.sh"]
+    [*REPO.glob("infra/**/*.sh"), *REPO.glob("infra/**/*.sbatch"), REPO / "apptainer" / "build.sh",
+     *REPO.glob("benchmarks/*.sh")]
 )
 DEF_FILES = sorted(REPO.glob("apptainer/*.def"))
 DOCKERFILES = sorted(REPO.glob("containers/*.Dockerfile"))

@@ -100,6 +100,39 @@ def test_bf16_autocast_is_never_automatic_on_mps():
     assert bf16_autocast("auto", "mps") is False and bf16_autocast(True, "mps") is True
 
 
+def test_liger_and_padding_free_reach_the_sft_config(monkeypatch, tmp_path):
+    monkeypatch.setattr(settings, "_require_package", lambda module, why, how: None)
+    config = _preset("local.yaml", train={"use_liger_kernel": True, "padding_free": True})
+    kwargs = settings.sft_kwargs(config, tmp_path, "cuda", "bfloat16")
+    assert kwargs["use_liger_kernel"] is True and kwargs["padding_free"] is True
+    defaults = settings.sft_kwargs(_preset("local.yaml"), tmp_path, "cpu", "float32")
+    assert defaults["use_liger_kernel"] is False and defaults["padding_free"] is False
+
+
+def test_liger_on_cpu_or_without_the_package_is_refused(monkeypatch, tmp_path):
+    import importlib.util
+
+    config = _preset("local.yaml", train={"use_liger_kernel": True})
+    with pytest.raises(TrainingSetupError, match="use_liger_kernel needs CUDA"):
+        settings.sft_kwargs(config, tmp_path, "cpu", "float32")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name))
+    with pytest.raises(TrainingSetupError, match=r"liger_kernel package.*pip install liger-kernel"):
+        settings.sft_kwargs(config, tmp_path, "cuda", "bfloat16")
+
+
+def test_checkpointing_uses_the_name_the_installed_transformers_knows(monkeypatch):
+    from transformers import TrainingArguments
+
+    assert settings.checkpointing_arguments(True, {"use_reentrant": False}) == {
+        "activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}}
+    # transformers before the rename (e.g. 5.17, as GPU images ship it) has only gradient_checkpointing*
+    legacy = {k: v for k, v in TrainingArguments.__dataclass_fields__.items() if not k.startswith("activation_")}
+    monkeypatch.setattr(TrainingArguments, "__dataclass_fields__", legacy)
+    assert settings.checkpointing_arguments(False, None) == {
+        "gradient_checkpointing": False, "gradient_checkpointing_kwargs": None}
+
+
 def test_bitsandbytes_optimizer_on_cpu_is_refused(tmp_path):
     config = _preset("local.yaml", train={"optimizer": "paged_adamw_32bit"})
     with pytest.raises(TrainingSetupError, match="needs CUDA"):
