@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -88,6 +89,11 @@ class WorkdirLock:
 
     def _busy_text(self) -> str:
         holder = read_holder(self.workdir)
+        for _ in range(20):  # the holder writes its note just after taking the lock
+            if holder:
+                break
+            time.sleep(0.05)
+            holder = read_holder(self.workdir)
         if not holder:
             return f"workdir {self.workdir} is in use by another run"
         return (f"workdir {self.workdir} is in use by {describe(holder)} "
