@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ptwiki_llm import __version__
-from ptwiki_llm.cli_entry import CliApp, fix_flag_help
+from ptwiki_llm.cli_entry import CliGroup, fix_flag_help
 from ptwiki_llm.config import Config
-from ptwiki_llm.errors import ConfigError, UserError
+from ptwiki_llm.errors import EXIT_BAD_SETUP, ConfigError, UserError
 
-# user errors: one line at the entry point (cli_entry); bugs keep their traceback, without locals (secrets)
-app = CliApp(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False)
+# user errors: one line where the command runs (cli_entry); bugs keep their traceback, without locals (secrets)
+app = typer.Typer(cls=CliGroup, no_args_is_help=True, add_completion=False, help=__doc__,
+                  pretty_exceptions_show_locals=False)
 fix_flag_help()
 console = Console()
 
@@ -357,13 +358,18 @@ def models_stage(
 
 def _registry_call(function: Any, *args: Any) -> Any:
     from ptwiki_llm.errors import PrerequisiteMissingError
+    from ptwiki_llm.registry import RegistryError
     from ptwiki_llm.tracking import store_exists
 
     cfg = args[0]
     if not store_exists(cfg):  # read-only: never create an MLflow database to find it empty
         raise PrerequisiteMissingError(f"no MLflow database at {cfg.mlflow_tracking_uri} yet, so no registered "
                                        "adapter", "Run `ptwiki-llm run` first")
-    return function(*args)
+    try:
+        return function(*args)
+    except RegistryError as exc:
+        exc.exit_code = EXIT_BAD_SETUP  # a version or alias that is not there: the argument is wrong
+        raise
 
 
 @models_app.command("list")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
-import typer
-from typer.core import TyperOption
+import click
+from typer.core import TyperGroup, TyperOption
 
 from ptwiki_llm.errors import find_user_error, one_line
 
@@ -23,16 +23,18 @@ STEP_FAILURE_LOGGERS = ("zenml.orchestrators.local.local_orchestrator", "zenml.o
                         "zenml.orchestrators.step_runner", "ptwiki_llm.hpc.orchestrator")
 
 
+_debug_flag = False
+
+
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return _debug_flag or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def take_debug_flag(argv: list[str]) -> list[str]:
-    """``--debug`` may follow the subcommand too; it is taken out and set as the environment switch."""
-    if "--debug" in argv:
-        os.environ[DEBUG_ENV] = "1"
-        argv = [arg for arg in argv if arg != "--debug"]
-    return argv
+    """``--debug`` may follow the subcommand too: it is taken out of the arguments before they are parsed."""
+    global _debug_flag
+    _debug_flag = "--debug" in argv
+    return [arg for arg in argv if arg != "--debug"]
 
 
 class _DropUserErrorTraceback(logging.Filter):
@@ -45,16 +47,9 @@ class _DropUserErrorTraceback(logging.Filter):
 
 def quiet_user_error_tracebacks() -> None:
     for name in STEP_FAILURE_LOGGERS:
-        logging.getLogger(name).addFilter(_DropUserErrorTraceback())
-
-
-def report_user_error(exc: BaseException) -> NoReturn:
-    """Print the one line (the cause, then what to do) and exit with the error's code."""
-    error = find_user_error(exc)
-    assert error is not None
-    # stderr, no markup: a value such as [base, base+rag] must be printed as it is
-    print(f"error: {one_line(str(error))}", file=sys.stderr, flush=True)
-    raise SystemExit(error.exit_code)
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropUserErrorTraceback) for f in logger.filters):
+            logger.addFilter(_DropUserErrorTraceback())
 
 
 def _flag_display_type(self: TyperOption, ctx: Any) -> str | None:
@@ -70,17 +65,26 @@ def fix_flag_help() -> None:
     TyperOption.display_type_rich = _flag_display_type  # type: ignore[method-assign]
 
 
-class CliApp(typer.Typer):
-    """A Typer app whose errors a user can fix are printed as one line, without a traceback."""
+class CliGroup(TyperGroup):
+    """The command group: errors a user can fix end the command with one line and their exit code.
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not args and "args" not in kwargs:
-            kwargs["args"] = take_debug_flag(sys.argv[1:])
+    Handled here, where the command runs, so the installed script, ``python -m`` and typer's CliRunner
+    all behave the same.
+    """
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        args = take_debug_flag(list(args) if args is not None else sys.argv[1:])
+        return super().main(args, *rest, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
         if not debug_enabled():
             quiet_user_error_tracebacks()
         try:
-            return super().__call__(*args, **kwargs)
+            return super().invoke(ctx)
         except Exception as exc:
-            if find_user_error(exc) is None or debug_enabled():
+            error = find_user_error(exc)
+            if error is None or debug_enabled():
                 raise
-            report_user_error(exc)
+            # stderr, no markup: a value such as [base, base+rag] must be printed as it is
+            click.echo(f"error: {one_line(str(error))}", err=True)
+            ctx.exit(error.exit_code)

@@ -253,10 +253,12 @@ def test_debug_shows_the_traceback(workdir, tmp_path, how):
 def test_a_bug_keeps_its_traceback_and_a_user_error_does_not(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(
-        "import sys\n"
-        "from ptwiki_llm.cli_entry import CliApp\n"
+        "import typer\n"
+        "from ptwiki_llm.cli_entry import CliGroup\n"
         "from ptwiki_llm.errors import InputError\n"
-        "app = CliApp(pretty_exceptions_enable=False)\n"
+        "app = typer.Typer(cls=CliGroup, pretty_exceptions_enable=False)\n"
+        "@app.callback()\n"
+        "def main() -> None: ...\n"
         "@app.command()\n"
         "def go(kind: str) -> None:\n"
         "    if kind == 'bug':\n"
@@ -267,8 +269,9 @@ def test_a_bug_keeps_its_traceback_and_a_user_error_does_not(tmp_path):
         "        raise RuntimeError('wrapped by a library') from exc\n"
         "app()\n"
     )
-    bug = subprocess.run([sys.executable, str(script), "bug"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    bug = subprocess.run([sys.executable, str(script), "go", "bug"], capture_output=True, text=True, cwd=REPO,
+                         timeout=60)
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'missing'" in bug.stderr
-    fixable = subprocess.run([sys.executable, str(script), "user"], capture_output=True, text=True, cwd=REPO,
+    fixable = subprocess.run([sys.executable, str(script), "go", "user"], capture_output=True, text=True, cwd=REPO,
                              timeout=60)
     assert fixable.returncode == 2 and fixable.stderr == "error: input /x is empty. Give another file\n"
