@@ -32,13 +32,14 @@ def cli(*args: str, workdir: Path, env: dict[str, str] | None = None) -> subproc
 
 
 def error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """The single error line of a refused command (after asserting the exit code and no traceback)."""
+    """The one error line of a refused command, printed last (after asserting the exit code and no traceback)."""
     output = result.stdout + result.stderr
     assert result.returncode == code, output
     assert "Traceback" not in output and "File \"" not in output, output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], output  # one line, and it is the last one
+    return errors[0]
 
 
 def nothing_set_up(workdir: Path) -> bool:
@@ -210,6 +211,11 @@ def test_a_weaviate_server_that_is_down(workdir):
 def test_ask_with_rag_before_index(workdir):
     line = error_line(cli("ask", "--rag", "Quem fundou Berlim?", "-c", LOCAL, workdir=workdir), 1)
     assert "ptwiki-llm index" in line and str(workdir / "rag") in line
+
+
+def test_compare_before_any_run_suggests_a_setting_that_works(workdir):
+    line = error_line(cli("compare", "Quem fundou Berlim?", "-c", LOCAL, workdir=workdir), 1)
+    assert "ptwiki-llm run" in line and "--set 'evaluation.arms=[base, base+rag]'" in line  # brackets kept
 
 
 def test_models_show_before_any_run_creates_nothing(workdir):
