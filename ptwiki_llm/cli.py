@@ -83,8 +83,12 @@ def _load(config_path: Path | None, sets: list[str] | None, no_cache: bool = Fal
     from ptwiki_llm.hpc.services import apply_services
     from ptwiki_llm.preflight import load_checked_config
 
-    # hpc.services: the servers' URLs from infra/ (before zenml is imported), for every command
-    return apply_services(load_checked_config(config_path, overrides))
+    try:
+        # hpc.services: the servers' URLs from infra/ (before zenml is imported), for every command
+        return apply_services(load_checked_config(config_path, overrides))
+    except UserError as exc:
+        exc.exit_code = EXIT_BAD_SETUP  # nothing has run yet
+        raise
 
 
 @contextmanager
