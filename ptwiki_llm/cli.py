@@ -110,11 +110,11 @@ def _workdir_session(config: Config, command: str, checks: str | None = None) ->
 
 
 def _run(which: str, config: Config) -> None:
-    from ptwiki_llm.runner import run_pipeline
-
     console.print(f"[bold]ptwiki-llm[/bold] {which} pipeline, preset [cyan]{config.preset}[/cyan], "
                   f"workdir {config.workdir}")
     with _workdir_session(config, "run" if which == "full" else which, which):
+        from ptwiki_llm.runner import run_pipeline  # after the pre-flight checks: it imports pyarrow, numpy
+
         summary = run_pipeline(config, which)
     console.print(f"ZenML run [cyan]{summary.run_name}[/cyan]: {summary.status}"
                   + (f" (served from cache: {', '.join(summary.cached_steps)})" if summary.cached_steps else ""))
@@ -251,13 +251,13 @@ def index(
         "--limit", min=1, help="index only the first N accepted articles")] = None,
 ) -> None:
     """Index the validated articles into the vector store (runs the data steps first, cached)."""
-    from ptwiki_llm.runner import run_pipeline
-    from ptwiki_llm.stages import index_stage
-
     cfg = _load(config, set_, no_cache)
     console.print(f"[bold]ptwiki-llm[/bold] index, preset [cyan]{cfg.preset}[/cyan], backend "
                   f"[cyan]{cfg.rag.store.backend}[/cyan], workdir {cfg.workdir}")
     with _workdir_session(cfg, "index", "index"):
+        from ptwiki_llm.runner import run_pipeline
+        from ptwiki_llm.stages import index_stage
+
         summary = run_pipeline(cfg, "data")
         result = index_stage(cfg, summary.outputs["validated"], summary.run_id, max_articles=limit)
     counts = result["counts"]
@@ -524,13 +524,13 @@ def evaluate(
     Runs the data steps first (cached); needs a registered challenger (`ptwiki-llm run`) and, for the
     RAG arms, an index (`ptwiki-llm index`).
     """
-    from ptwiki_llm.runner import run_pipeline
-    from ptwiki_llm.stages import evaluate_stage
-
     cfg = _load(config, set_, no_cache)
     console.print(f"[bold]ptwiki-llm[/bold] evaluate, preset [cyan]{cfg.preset}[/cyan], arms "
                   f"{', '.join(cfg.evaluation.arms)}, workdir {cfg.workdir}")
     with _workdir_session(cfg, "evaluate", "evaluate"):
+        from ptwiki_llm.runner import run_pipeline
+        from ptwiki_llm.stages import evaluate_stage
+
         summary = run_pipeline(cfg, "data")
         result = evaluate_stage(cfg, summary.outputs["validated"], summary.outputs["formatted"], None, None,
                                 summary.run_id)
