@@ -85,6 +85,9 @@ class CliGroup(TyperGroup):
             error = find_user_error(exc)
             if error is None or debug_enabled():
                 raise
+            report = getattr(error, "report", None)
+            if report:  # the orchestrator's account (job, state, log tail) above the cause
+                click.echo(report)
             # stderr, no markup: a value such as [base, base+rag] must be printed as it is
             click.echo(f"error: {one_line(str(error))}", err=True)
             ctx.exit(error.exit_code)

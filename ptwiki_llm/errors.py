@@ -58,11 +58,16 @@ class WorkdirBusyError(UserError):
 
 
 class StepFailedError(UserError):
-    """A pipeline step stopped on a user-fixable error; the message is that error's."""
+    """A pipeline step stopped on a user-fixable error; the message is that error's.
 
-    def __init__(self, step: str, message: str, exit_code: int = EXIT_FAILED) -> None:
+    ``report``: what the orchestrator said about the failure (a SLURM job's id, state and log tail),
+    shown above the one line; None when it said nothing more than "a step failed".
+    """
+
+    def __init__(self, step: str, message: str, exit_code: int = EXIT_FAILED, report: str | None = None) -> None:
         self.step = step
         self.exit_code = exit_code
+        self.report = report
         super().__init__(f"step {step}: {message}")
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from ptwiki_llm.errors import StepFailedError, UserError, one_line
 
+# What ZenML's local orchestrator raises for any failed step: it adds nothing to the step's own error.
+_GENERIC = "Pipeline run has failed due to failure in step"
 # Only our own exception classes are imported back by name.
 _OWN_PACKAGES = ("ptwiki_llm.", "steps.", "pipelines.")
 
@@ -54,7 +56,9 @@ def failure_cause(run: Any, failed: BaseException) -> BaseException:
         cls = exception_class(info.source)
         cause: BaseException
         if cls is not None and issubclass(cls, UserError):
-            cause = StepFailedError(name, message, exit_code=cls.exit_code)
+            said = str(failed)
+            report = None if said.startswith(_GENERIC) else said
+            cause = StepFailedError(name, message, exit_code=cls.exit_code, report=report)
         else:
             cause = RuntimeError(f"step {name} failed: {info.source or 'exception'}: {message}")
         cause.__cause__ = failed

@@ -53,7 +53,13 @@ def test_a_failed_step_with_a_user_error_becomes_that_error():
     wrapper = RuntimeError("Pipeline run has failed due to failure in step(s): ingest")
     cause = failure_cause(_run("failed", "ptwiki_llm.data.errors.CorruptInputError", "/d at line 3:\n cut"), wrapper)
     assert isinstance(cause, StepFailedError) and str(cause) == "step ingest: /d at line 3: cut"
-    assert cause.exit_code == EXIT_BAD_SETUP and cause.__cause__ is wrapper
+    assert cause.exit_code == EXIT_BAD_SETUP and cause.__cause__ is wrapper and cause.report is None
+
+
+def test_what_the_orchestrator_said_is_kept_beside_the_cause():
+    slurm = RuntimeError("step `ingest` failed: SLURM job 12 FAILED, exit code 2; log /j/12.log ends with: ...")
+    cause = failure_cause(_run("failed", "ptwiki_llm.data.errors.CorruptInputError", "/d at line 3: cut"), slurm)
+    assert cause.report == str(slurm) and str(cause) == "step ingest: /d at line 3: cut"
 
 
 def test_a_failed_step_with_a_bug_names_the_step_and_the_exception():
