@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,9 +14,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ptwiki_llm.config import Config, load_config
+from ptwiki_llm import __version__
+from ptwiki_llm.cli_entry import CliGroup, fix_flag_help
+from ptwiki_llm.config import Config
+from ptwiki_llm.errors import EXIT_BAD_SETUP, ConfigError, UserError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# user errors: one line where the command runs (cli_entry); bugs keep their traceback, without locals (secrets)
+app = typer.Typer(cls=CliGroup, no_args_is_help=True, add_completion=False, help=__doc__,
+                  pretty_exceptions_show_locals=False)
+fix_flag_help()
 console = Console()
 
 DEFAULT_CONFIG = Path("configs/local.yaml")
@@ -30,17 +38,39 @@ SetOption = Annotated[
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="re-run every step")]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"ptwiki-llm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of every error (or PTWIKI_DEBUG=1)")] = False,
+) -> None:
+    """``ptwiki-llm``: run the pipeline, or parts of it, and say where everything is."""
+    # --debug is taken out of the command line before parsing (cli_entry), so it works after the command too
+
+
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE", "e.g. --set data.max_articles=200")
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {part} was already given a value")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})",
+                              "Quote lists and odd characters, e.g. --set 'evaluation.arms=[base, ft]'") from exc
     return tree
 
 
@@ -50,26 +80,42 @@ def _load(config_path: Path | None, sets: list[str] | None, no_cache: bool = Fal
     overrides = parse_overrides(sets)
     if no_cache:
         overrides.setdefault("zenml", {})["enable_cache"] = False
-    from ptwiki_llm.hpc.services import ServiceNotRunning, apply_services
+    from ptwiki_llm.hpc.services import apply_services
+    from ptwiki_llm.preflight import load_checked_config
 
     try:
         # hpc.services: the servers' URLs from infra/ (before zenml is imported), for every command
-        return apply_services(load_config(config_path, overrides))
-    except (FileNotFoundError, ValueError, ServiceNotRunning) as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        return apply_services(load_checked_config(config_path, overrides))
+    except UserError as exc:
+        exc.exit_code = EXIT_BAD_SETUP  # nothing has run yet
+        raise
+
+
+@contextmanager
+def _workdir_session(config: Config, command: str, checks: str | None = None) -> Iterator[None]:
+    """Commands that write: pre-flight checks, then the workdir lock, then close runs a dead process left RUNNING."""
+    from ptwiki_llm.preflight import preflight
+    from ptwiki_llm.stale_runs import find_stale_runs
+    from ptwiki_llm.workdir_lock import WorkdirLock
+
+    if checks:
+        preflight(config, checks)
+    with WorkdirLock(config.workdir, command) as lock:
+        if lock.abandoned:
+            console.print(f"[yellow]note:[/yellow] the previous run in this workdir (pid {lock.abandoned.get('pid')}, "
+                          f"started at {lock.abandoned.get('started_at')}) ended without finishing", markup=True)
+        for stale in find_stale_runs(config):
+            console.print(f"marked {stale}", markup=False, highlight=False)
+        yield
 
 
 def _run(which: str, config: Config) -> None:
-    from ptwiki_llm.runner import run_pipeline
-
     console.print(f"[bold]ptwiki-llm[/bold] {which} pipeline, preset [cyan]{config.preset}[/cyan], "
                   f"workdir {config.workdir}")
-    try:
+    with _workdir_session(config, "run" if which == "full" else which, which):
+        from ptwiki_llm.runner import run_pipeline  # after the pre-flight checks: it imports pyarrow, numpy
+
         summary = run_pipeline(config, which)
-    except Exception as exc:
-        console.print(f"[red]pipeline failed:[/red] {exc}")
-        raise typer.Exit(1) from exc
     console.print(f"ZenML run [cyan]{summary.run_name}[/cyan]: {summary.status}"
                   + (f" (served from cache: {', '.join(summary.cached_steps)})" if summary.cached_steps else ""))
     _print_outputs(summary.outputs, config, summary.mlflow_parent_run_id)
@@ -147,14 +193,14 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show the resolved config and where every input and artifact is."""
-    from ptwiki_llm.assets import resolve_data_source
+    from ptwiki_llm.assets import hub_download_planned, resolve_data_source
     from ptwiki_llm.models import local_model_dir
     from ptwiki_llm.rag.pointer import pointer_path
 
     cfg = _load(config, set_)
     try:
-        source: str = str(resolve_data_source(cfg)) if _can_resolve_offline(cfg) else "(download on first run)"
-    except FileNotFoundError as exc:
+        source: str = "(download on first run)" if hub_download_planned(cfg) else str(resolve_data_source(cfg))
+    except UserError as exc:
         source = f"NOT FOUND: {exc}"
     locations = {
         "workdir": cfg.workdir,
@@ -193,13 +239,6 @@ def _rag_store_location(cfg: Config) -> str:
     return f"lancedb {cfg.expand(store.lancedb_uri)}"
 
 
-def _can_resolve_offline(cfg: Config) -> bool:
-    """True unless resolving would start a Hub download (info must stay read-only)."""
-    from ptwiki_llm.assets import find_staged
-
-    return find_staged(cfg.data.source, cfg) is not None or cfg.data.hub_fallback is None
-
-
 # --- RAG: index and ask (ptwiki_llm/rag) ---------------------------------------------------------
 
 
@@ -212,18 +251,15 @@ def index(
         "--limit", min=1, help="index only the first N accepted articles")] = None,
 ) -> None:
     """Index the validated articles into the vector store (runs the data steps first, cached)."""
-    from ptwiki_llm.runner import run_pipeline
-    from ptwiki_llm.stages import index_stage
-
     cfg = _load(config, set_, no_cache)
     console.print(f"[bold]ptwiki-llm[/bold] index, preset [cyan]{cfg.preset}[/cyan], backend "
                   f"[cyan]{cfg.rag.store.backend}[/cyan], workdir {cfg.workdir}")
-    try:
+    with _workdir_session(cfg, "index", "index"):
+        from ptwiki_llm.runner import run_pipeline
+        from ptwiki_llm.stages import index_stage
+
         summary = run_pipeline(cfg, "data")
         result = index_stage(cfg, summary.outputs["validated"], summary.run_id, max_articles=limit)
-    except Exception as exc:
-        console.print(f"[red]index failed:[/red] {exc}")
-        raise typer.Exit(1) from exc
     counts = result["counts"]
     table = Table(title="Vector index")
     table.add_column("what")
@@ -280,6 +316,8 @@ def ask(
 
             model, tokenizer = load_causal_lm(cfg)
         answer = answer_question(question, model, tokenizer, cfg.rag.answer, hits)
+    except UserError:
+        raise  # one line, at the entry point
     except Exception as exc:  # missing index/model/registry entry: say which, no traceback
         console.print(f"[red]ask failed:[/red] {type(exc).__name__}: {exc}")
         raise typer.Exit(1) from exc
@@ -308,29 +346,34 @@ def models_stage(
     set_: SetOption = None,
 ) -> None:
     """Put a model in the model store: convert a GGUF, link a local folder, or (online) download a Hub id."""
-    from ptwiki_llm.models import ModelNotStagedError, model_ref, stage_manifest, stage_model
+    from ptwiki_llm.models import model_ref, stage_manifest, stage_model
 
     cfg = _load(config, set_)
     try:
         ref = model_ref(cfg, name)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from exc
+    with _workdir_session(cfg, "models stage"):
         folder = stage_model(cfg, ref, force=force)
-    except (KeyError, ModelNotStagedError) as exc:
-        console.print(f"[red]stage failed:[/red] {exc}")
-        raise typer.Exit(2) from exc
     manifest = stage_manifest(ref, cfg) or {}
     console.print(f"staged [cyan]{ref.name}[/cyan] in {folder} (from {manifest.get('source', {}).get('kind')}, "
                   f"weights sha256 {manifest.get('weights_sha256', '?')[:16]}...)")
 
 
 def _registry_call(function: Any, *args: Any) -> Any:
-    from ptwiki_llm.models import ModelNotStagedError
+    from ptwiki_llm.errors import PrerequisiteMissingError
     from ptwiki_llm.registry import RegistryError
+    from ptwiki_llm.tracking import store_exists
 
+    cfg = args[0]
+    if not store_exists(cfg):  # read-only: never create an MLflow database to find it empty
+        raise PrerequisiteMissingError(f"no MLflow database at {cfg.mlflow_tracking_uri} yet, so no registered "
+                                       "adapter", "Run `ptwiki-llm run` first")
     try:
         return function(*args)
-    except (RegistryError, ModelNotStagedError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    except RegistryError as exc:
+        exc.exit_code = EXIT_BAD_SETUP  # a version or alias that is not there: the argument is wrong
+        raise
 
 
 @models_app.command("list")
@@ -342,9 +385,10 @@ def models_list(
     """Registered adapter versions with aliases and held-out scores, and the staged base models."""
     from ptwiki_llm.models import stage_manifest
     from ptwiki_llm.registry import list_versions
+    from ptwiki_llm.tracking import store_exists
 
     cfg = _load(config, set_)
-    versions = _registry_call(list_versions, cfg)
+    versions = _registry_call(list_versions, cfg) if store_exists(cfg) else []
     staged = {ref.name: stage_manifest(ref, cfg) for ref in (cfg.models.base,)}
     if as_json:
         console.print_json(json.dumps({"versions": versions, "staged": staged}, default=str))
@@ -390,7 +434,8 @@ def models_promote(
     from ptwiki_llm.registry import promote
 
     cfg = _load(config, set_)
-    record = _registry_call(promote, cfg, which, reason)
+    with _workdir_session(cfg, "models promote"):
+        record = _registry_call(promote, cfg, which, reason)
     was = f" (was v{record['previous']})" if record["previous"] else ""
     console.print(f"[green]champion[/green] -> v{record['version']}{was}: {record['reason']}")
 
@@ -479,19 +524,16 @@ def evaluate(
     Runs the data steps first (cached); needs a registered challenger (`ptwiki-llm run`) and, for the
     RAG arms, an index (`ptwiki-llm index`).
     """
-    from ptwiki_llm.runner import run_pipeline
-    from ptwiki_llm.stages import evaluate_stage
-
     cfg = _load(config, set_, no_cache)
     console.print(f"[bold]ptwiki-llm[/bold] evaluate, preset [cyan]{cfg.preset}[/cyan], arms "
                   f"{', '.join(cfg.evaluation.arms)}, workdir {cfg.workdir}")
-    try:
+    with _workdir_session(cfg, "evaluate", "evaluate"):
+        from ptwiki_llm.runner import run_pipeline
+        from ptwiki_llm.stages import evaluate_stage
+
         summary = run_pipeline(cfg, "data")
         result = evaluate_stage(cfg, summary.outputs["validated"], summary.outputs["formatted"], None, None,
                                 summary.run_id)
-    except Exception as exc:  # missing challenger/index/asset: the message says what to run
-        console.print(f"[red]evaluate failed:[/red] {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from exc
     _print_evaluation(result)
 
 
@@ -528,6 +570,8 @@ def compare(
                                                     hits if arm.rag else None)
             del model, tokenizer
             release_memory()
+    except UserError:
+        raise  # one line, at the entry point
     except Exception as exc:  # no challenger/index/model: the message says which and what to run
         console.print(f"[red]compare failed:[/red] {type(exc).__name__}: {exc}")
         raise typer.Exit(1) from exc

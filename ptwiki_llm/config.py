@@ -627,7 +627,8 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     if path.resolve() in chain:
         raise ValueError(f"{path}: 'extends' loops through {[str(p) for p in chain]}")
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    with path.open(encoding="utf-8") as handle:  # a stream, so a YAML error names this file
+        loaded = yaml.safe_load(handle) or {}
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
     parent = loaded.pop("extends", None)

@@ -20,12 +20,13 @@ from typing import Any
 
 from ptwiki_llm.assets import find_staged, hub_offline
 from ptwiki_llm.config import Config, ModelRef
+from ptwiki_llm.errors import AssetMissingError, ConfigError
 from ptwiki_llm.provenance import sha256_file
 
 logger = logging.getLogger(__name__)
 
 
-class ModelNotStagedError(FileNotFoundError):
+class ModelNotStagedError(AssetMissingError, FileNotFoundError):
     pass
 
 
@@ -50,7 +51,22 @@ def local_model_dir(ref: ModelRef, config: Config) -> Path | None:
     return stored if stored.is_dir() else None
 
 
+def is_explicit_path(name: str) -> bool:
+    """A path the user wrote as one (absolute, ./, ../, ~), as opposed to an asset name."""
+    return Path(name).is_absolute() or name.startswith((".", "~"))
+
+
+def check_given_path(ref: ModelRef, config: Config) -> None:
+    """A model path written as a path must exist: it is never replaced by a Hub download."""
+    if ref.path and is_explicit_path(ref.path) and find_staged(ref.path, config) is None:
+        raise ModelNotStagedError(
+            f"model {ref.name!r}: path {ref.path!r} does not exist",
+            "Check the path (models.<name>.path); nothing is downloaded for a path you named",
+        )
+
+
 def require_model_dir(ref: ModelRef, config: Config) -> Path:
+    check_given_path(ref, config)
     found = local_model_dir(ref, config)
     if found is None:
         where = [ref.path] if ref.path else []
@@ -70,7 +86,10 @@ def load_tokenizer(ref: ModelRef, config: Config) -> Any:
     folder = local_model_dir(ref, config)
     if folder is not None:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    check_given_path(ref, config)
     if ref.hub_id and config.allow_hub_download and not hub_offline():
+        logger.warning("model %r is not staged: DOWNLOADING the tokenizer of %s from the Hugging Face Hub",
+                       ref.name, ref.hub_id)
         return AutoTokenizer.from_pretrained(ref.hub_id, revision=ref.revision)
     require_model_dir(ref, config)  # raises with the full explanation
     raise AssertionError("unreachable")
@@ -97,7 +116,7 @@ STAGE_MANIFEST = "ptwiki_stage.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(ConfigError, RuntimeError):
     pass
 
 
@@ -160,6 +179,8 @@ def stage_model(config: Config, ref: ModelRef | None = None, force: bool = False
         if not force and (target / STAGE_MANIFEST).is_file():
             return target
         kind, source = _stage_source(ref, config)
+        if kind == "hub":
+            check_given_path(ref, config)
         if kind == "hub" and (not ref.hub_id or not config.allow_hub_download or hub_offline()):
             why = ("no hub_id configured" if not ref.hub_id else
                    "allow_hub_download is false" if not config.allow_hub_download else "HF_HUB_OFFLINE is set")
@@ -239,7 +260,8 @@ def _download_hub(ref: ModelRef, source: Path | None, out: Path) -> dict[str, An
     from huggingface_hub import snapshot_download
 
     assert ref.hub_id
-    logger.info("downloading %s (revision %s) into %s", ref.hub_id, ref.revision or "main", out)
+    logger.warning("model %r is not staged: DOWNLOADING %s (revision %s) from the Hugging Face Hub into %s",
+                   ref.name, ref.hub_id, ref.revision or "main", out)
     snapshot_download(repo_id=ref.hub_id, revision=ref.revision, local_dir=str(out),
                       allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"])
     commit = ref.revision

@@ -22,6 +22,7 @@ from typing import Any
 from ptwiki_llm import tracking
 from ptwiki_llm.assets import OFFLINE_VARS
 from ptwiki_llm.config import Config
+from ptwiki_llm.errors import PrerequisiteMissingError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ REQUIRED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors
 TAG = "ptwiki."
 
 
-class RegistryError(RuntimeError):
+class RegistryError(PrerequisiteMissingError, RuntimeError):
     pass
 
 

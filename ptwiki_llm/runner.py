@@ -10,7 +10,10 @@ from ptwiki_llm import tracking
 from ptwiki_llm.config import Config
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
+from ptwiki_llm.run_owner import current_owner
 from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, input_fingerprint
+from ptwiki_llm.stale_runs import OWNER_EXTRA
+from ptwiki_llm.step_failures import failure_cause
 from ptwiki_llm.zenml_env import prepare_zenml
 
 PIPELINES = ("data", "full")
@@ -41,7 +44,9 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     chosen = ptwiki_pipeline if which == "full" else data_pipeline
     # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings
     stack_options = run_options(config, chosen, {"stage_configs": stage_configs, "input_fingerprint": fingerprint})
-    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, **stack_options)
+    # the owner (host, pid) lets a later run tell this one, if left RUNNING, from a live one (stale_runs)
+    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, extra={OWNER_EXTRA: current_owner()},
+                                 **stack_options)
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
     try:
@@ -55,7 +60,7 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     parent = tracking.parent_run_id(config, run_id, run_name=run.name, log_config=True)
     tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
     if failed:
-        raise failed
+        raise failure_cause(run, failed)
     summary = RunSummary(
         pipeline=chosen.name, run_id=run_id, run_name=run.name, status=str(run.status),
         mlflow_parent_run_id=parent,

@@ -171,6 +171,7 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
                         "dataset_sha256": summary["files"][split]["sha256"]}
             tracking.log_dataset_manifest(manifest, out_dir / "summary.json", name=f"ptwiki-{split}",
                                           context="training" if split == "train" else "evaluation")
+        _require_train_examples(summary, fmt.mode)
     return {
         "dir": str(out_dir),
         "train": str(result.train_path),
@@ -178,6 +179,20 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
         "summary": json.loads(json.dumps(summary)),
         "dataset_sha256": validated["dataset_sha256"],
     }
+
+
+def _require_train_examples(summary: dict[str, Any], mode: str) -> None:
+    """An empty train split is never what was asked for: say so instead of writing an empty train.jsonl."""
+    from ptwiki_llm.errors import InputError
+
+    if summary["example_count"]["train"] > 0:
+        return
+    articles = summary["articles"]
+    raise InputError(
+        f"format ({mode}) made no training examples: {articles['train']} article(s) in the train split, "
+        f"{articles['eval']} in eval, {articles['without_examples']} too short to yield one",
+        "Use a larger input (data.source) or lower data.format.min_section_chars",
+    )
 
 
 # --- index (RAG) -------------------------------------------------------------------------------

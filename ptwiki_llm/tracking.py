@@ -18,15 +18,24 @@ from typing import Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.provenance import container_image, git_commit
+from ptwiki_llm.run_owner import current_owner
 
 # On the parent only: searching by it must never find a step's run.
 PIPELINE_RUN_TAG = "ptwiki.pipeline_run_id"
 STEP_TAG = "ptwiki.step"
 STEP_PIPELINE_RUN_TAG = "ptwiki.zenml_run_id"
+# The process that created the run (host, pid, start time): tells a live run from one whose process died.
+OWNER_TAG = "ptwiki.owner"
 
 # Offline compute nodes: no telemetry calls from MLflow.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def store_exists(config: Config) -> bool:
+    """False only for a sqlite store whose database file has not been created yet."""
+    uri = config.mlflow_tracking_uri
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
 
 
 def setup(config: Config) -> str:
@@ -88,7 +97,7 @@ def parent_run_id(config: Config, pipeline_run_id: str, run_name: str | None = N
     if found:
         parent = found[0]
     else:
-        tags = {PIPELINE_RUN_TAG: pipeline_run_id, **lineage_tags(config)}
+        tags = {PIPELINE_RUN_TAG: pipeline_run_id, **lineage_tags(config), OWNER_TAG: json.dumps(current_owner())}
         created = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         parent = _parents(client, experiment_id, pipeline_run_id)[0]
         if parent != created:
@@ -145,7 +154,7 @@ def step_run(config: Config, step: str, pipeline_run_id: str | None = None) -> I
     from mlflow.tracking import MlflowClient
 
     experiment_id = setup(config)
-    tags = {STEP_TAG: step, **lineage_tags(config)}
+    tags = {STEP_TAG: step, **lineage_tags(config), OWNER_TAG: json.dumps(current_owner())}
     if pipeline_run_id:
         parent = parent_run_id(config, pipeline_run_id)
         tags["mlflow.parentRunId"] = parent

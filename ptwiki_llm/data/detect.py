@@ -44,7 +44,10 @@ def _first_line(path: Path, limit: int = 16 * 1024 * 1024) -> bytes:
                 if not line or line.strip():
                     return line.strip()
     except (OSError, EOFError) as exc:
-        raise CorruptInputError(path, f"cannot decompress the start of the file: {exc}", "byte 0") from exc
+        kind = "bz2" if opener is bz2.open else "gzip" if opener is gzip.open else "file"
+        raise CorruptInputError(
+            path, f"truncated or corrupt {kind} file: not even its first line decompresses from its "
+            f"{path.stat().st_size:,} bytes ({exc}); download or copy it again") from exc
 
 
 def _json_keys(line: bytes) -> set[str]:
@@ -79,7 +82,8 @@ def detect_source(path: Path) -> Source:
             if tarfile.is_tarfile(path):
                 return _enterprise_html(path)
         except (OSError, EOFError, tarfile.TarError) as exc:
-            raise CorruptInputError(path, f"corrupt gzip/tar: {exc}", "byte 0") from exc
+            raise CorruptInputError(path, f"truncated or corrupt gzip/tar file ({path.stat().st_size:,} bytes): {exc}; "
+                                    "download or copy it again") from exc
     head = _first_line(path)
     if not head:
         raise EmptyInputError(path, "no content after decompression")
@@ -94,5 +98,12 @@ def detect_source(path: Path) -> Source:
         raise UnknownFormatError(
             path, f"JSON records with keys {sorted(keys)[:10]} match no known schema. Supported: {SUPPORTED}"
         )
-    preview = head[:40].decode("utf-8", "replace")
-    raise UnknownFormatError(path, f"unrecognised content starting with {preview!r}. Supported: {SUPPORTED}")
+    raise UnknownFormatError(path, f"unrecognised content starting with {_preview(head)}. Supported: {SUPPORTED}")
+
+
+def _preview(head: bytes) -> str:
+    """The first bytes as text if they are text, else as hex: binary garbage never reaches the terminal raw."""
+    text = head[:40].decode("utf-8", "replace")
+    if "\ufffd" in text or any(not ch.isprintable() for ch in text):
+        return f"binary bytes {head[:16].hex(' ')}"
+    return repr(text)

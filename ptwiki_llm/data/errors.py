@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ptwiki_llm.errors import InputError
 
-class IngestError(Exception):
+
+class IngestError(InputError):
     """Input that cannot be read at all (the run stops; nothing partial is published)."""
 
     def __init__(self, path: object, message: str, position: str | None = None) -> None:

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from ptwiki_llm.config import ValidateConfig
 from ptwiki_llm.data.features import FEATURES_SCHEMA, compute_features
+from ptwiki_llm.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class ValidationReport:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(UserError):
     """More articles were quarantined than ``max_failing_share`` allows."""
 
     def __init__(self, report: ValidationReport) -> None:

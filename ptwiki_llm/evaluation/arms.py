@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptwiki_llm.config import Config
+from ptwiki_llm.errors import PrerequisiteMissingError
 
 
-class EvaluationSetupError(RuntimeError):
+class EvaluationSetupError(PrerequisiteMissingError, RuntimeError):
     """Something the evaluation needs (a registered challenger, an index) is missing."""
 
 

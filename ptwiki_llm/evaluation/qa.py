@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.config import Config
+from ptwiki_llm.errors import InputError
 from ptwiki_llm.provenance import sha256_file
 from ptwiki_llm.rag.retrieval_eval import QaItem, first_gold_rank, gold_passages, load_squad, read_squad
 
 
-class QaFileError(ValueError):
+class QaFileError(InputError, ValueError):
     pass
 
 

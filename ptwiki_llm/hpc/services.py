@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ptwiki_llm.config import Config
+from ptwiki_llm.errors import ServiceUnavailableError
 
 LAUNCHERS = {
     "mlflow": "infra/mlflow/server.sbatch",
@@ -18,7 +19,7 @@ LAUNCHERS = {
 }
 
 
-class ServiceNotRunning(RuntimeError):
+class ServiceNotRunning(ServiceUnavailableError, RuntimeError):
     """A configured service has no URL file: its launcher has not been started (or has stopped)."""
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.config import Config
+from ptwiki_llm.errors import PrerequisiteMissingError
+
+
+class NoIndexError(PrerequisiteMissingError, FileNotFoundError):
+    """``ask``/``compare`` with RAG before ``index`` has built a collection."""
 
 
 def pointer_path(config: Config) -> Path:
@@ -26,8 +31,8 @@ def current_collection(config: Config) -> str:
         return config.rag.store.collection
     path = pointer_path(config)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no index recorded for backend {config.rag.store.backend!r} in {path}: run `ptwiki-llm index` "
-            "first, or name one with --set rag.store.collection=NAME"
+        raise NoIndexError(
+            f"no index recorded for backend {config.rag.store.backend!r} in {path}",
+            "Run `ptwiki-llm index` first, or name a collection with --set rag.store.collection=NAME",
         )
     return json.loads(path.read_text(encoding="utf-8"))["collection"]

@@ -7,8 +7,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ptwiki_llm.errors import InputError
 
-class TrainingDataError(ValueError):
+
+class TrainingDataError(InputError, ValueError):
     """The formatted data cannot be trained on as configured."""
 
 

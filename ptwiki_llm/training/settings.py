@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.config import Config, TrainConfig
+from ptwiki_llm.errors import ConfigError
 from ptwiki_llm.models import bf16_autocast
 
 # bitsandbytes optimizers; they need CUDA and the bitsandbytes package.
@@ -13,7 +14,7 @@ BNB_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit", "adamw_bnb_8bit", "ad
                   "paged_lion_32bit", "lion_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit")
 
 
-class TrainingSetupError(ValueError):
+class TrainingSetupError(ConfigError, ValueError):
     """A training setting that cannot work on this machine or with this model."""
 
 

@@ -32,5 +32,5 @@ def test_stack_up_is_idempotent_and_applies_config_changes(tmp_path):
 def test_stack_up_for_atena_says_which_server_to_start(tmp_path):
     result = _stack_up(tmp_path, "--preset", "atena")
     assert result.returncode == 2
-    text = " ".join(result.stdout.split())
+    text = " ".join((result.stdout + result.stderr).split())
     assert "hpc.services.zenml is on but" in text and "sbatch infra/zenml/server.sbatch" in text

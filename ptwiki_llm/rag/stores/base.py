@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ptwiki_llm.config import StoreConfig
+from ptwiki_llm.errors import PrerequisiteMissingError, ServiceUnavailableError
 from ptwiki_llm.rag.chunking import Chunk
 
 # name -> kind; the order is the schema order everywhere.
@@ -42,7 +43,7 @@ class StoreError(RuntimeError):
     pass
 
 
-class StoreUnavailableError(StoreError):
+class StoreUnavailableError(ServiceUnavailableError, StoreError):
     """The store could not be reached (after bounded retries)."""
 
 
@@ -50,7 +51,7 @@ class SchemaMismatchError(StoreError):
     """An existing collection does not match what this run would write."""
 
 
-class CollectionNotFoundError(StoreError):
+class CollectionNotFoundError(PrerequisiteMissingError, StoreError):
     pass
 
 
