@@ -258,8 +258,9 @@ def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str 
                 show_progress: bool = True) -> dict[str, Any]:
     """Formatted JSONL -> LoRA/QLoRA adapter (resumes from the run's latest checkpoint).
 
-    On SIGUSR1/SIGTERM it saves a checkpoint and raises TrainingPreempted, a SystemExit with code 75
-    that ends the process so a SLURM job script can requeue; the rerun resumes.
+    On SIGUSR1 (SLURM's time-limit warning) it saves a checkpoint and raises TrainingPreempted, a SystemExit
+    with code 75 that ends the process so the SLURM job script requeues it; on SIGTERM (scancel, Ctrl-C of the
+    driver) it saves if it can and raises TrainingCancelled (code 143), never requeued. A rerun resumes.
     """
     import mlflow
 
@@ -270,7 +271,8 @@ def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str 
         try:
             return train_adapter(config, formatted, run.info.run_id, show_progress)
         except TrainingPreempted as exc:
-            mlflow.set_tags({"ptwiki.preempted": "true", "ptwiki.preempted_checkpoint": exc.checkpoint or ""})
+            mlflow.set_tags({"ptwiki.preempted": "true", "ptwiki.preempted_checkpoint": exc.checkpoint or "",
+                             "ptwiki.preempted_by": exc.signal_name or ""})
             mlflow.end_run("KILLED")
             print(f"ptwiki-llm: {exc}", flush=True)
             raise
