@@ -138,6 +138,11 @@ class MlflowConfig(_Section):
 class ZenmlConfig(_Section):
     config_path: str = Field("{workdir}/zenml", description="ZENML_CONFIG_PATH: holds the local store")
     enable_cache: bool = True
+    execution_mode: Literal["fail_fast", "stop_on_failure", "continue_on_failure"] = Field(
+        "stop_on_failure", description="what a failed step ends (ZenML's modes): fail_fast cancels running steps "
+        "too; stop_on_failure starts nothing new and lets running steps finish; continue_on_failure runs every "
+        "branch that does not depend on the failure"
+    )
 
 
 # --- RAG: chunking, embeddings, vector store, retrieval, answers (ptwiki_llm/rag) ---------------

@@ -32,7 +32,7 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
         raise ValueError(f"unknown pipeline {which!r}: expected one of {PIPELINES}")
     config = apply_services(config)  # hpc.services: server URLs from infra/ (before zenml is imported)
     prepare_zenml(config)
-    from zenml.enums import ExecutionStatus
+    from zenml.enums import ExecutionMode, ExecutionStatus
 
     from pipelines.ptwiki import data_pipeline, ptwiki_pipeline
 
@@ -41,7 +41,8 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     chosen = ptwiki_pipeline if which == "full" else data_pipeline
     # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings
     stack_options = run_options(config, chosen, {"stage_configs": stage_configs, "input_fingerprint": fingerprint})
-    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, **stack_options)
+    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache,
+                                 execution_mode=ExecutionMode(config.zenml.execution_mode), **stack_options)
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
     try:
