@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from ptwiki_llm import tracking
 from ptwiki_llm.config import Config
@@ -41,7 +43,9 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     chosen = ptwiki_pipeline if which == "full" else data_pipeline
     # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings
     stack_options = run_options(config, chosen, {"stage_configs": stage_configs, "input_fingerprint": fingerprint})
-    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache,
+    # a name only this invocation uses: a failure is pinned on this run, never on another (user's) latest one
+    run_name = invocation_run_name(chosen.name)
+    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, run_name=run_name,
                                  execution_mode=ExecutionMode(config.zenml.execution_mode), **stack_options)
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
@@ -49,7 +53,7 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
         run = chosen(stage_configs=stage_configs, input_fingerprint=fingerprint)
     except BaseException as exc:  # mark the MLflow parent failed, then re-raise
         failed = exc
-        run = _latest_run(chosen.name)
+        run = _run_named(run_name)
     if run is None:
         raise failed or RuntimeError("the pipeline did not start a run")
     run_id = str(run.id)
@@ -69,8 +73,14 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     return summary
 
 
-def _latest_run(pipeline_name: str) -> Any:
+def invocation_run_name(pipeline_name: str) -> str:
+    """``<pipeline>-<UTC date>-<time>-<8 random hex>``: ZenML's default name plus a token of this invocation."""
+    return f"{pipeline_name}-{datetime.now(UTC):%Y_%m_%d-%H_%M_%S}-{uuid4().hex[:8]}"
+
+
+def _run_named(run_name: str) -> Any:
+    """The run this invocation created, or None when it failed before ZenML created one."""
     from zenml.client import Client
 
-    runs = Client().list_pipeline_runs(pipeline_name=pipeline_name, sort_by="desc:created", size=1)
+    runs = Client().list_pipeline_runs(name=run_name, size=1)
     return runs.items[0] if runs.items else None

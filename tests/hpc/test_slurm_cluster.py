@@ -257,3 +257,17 @@ def test_preempted_step_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
     assert "Restarts=1" in restarts.split()
     records = _records([count_id, check_id])
     assert _time(records[check_id]["start"]) >= _time(records[count_id]["end"])  # check waited for the requeue
+
+
+def test_a_run_that_never_started_marks_no_other_run_failed(slurm_cluster, asset, tmp_path):
+    """The runner names its run itself, so a failure before ZenML created it finds nothing to mark."""
+    asset("data/ptwiki_namespace_0_sample.tar.gz")
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "hpc" / "run_identity_driver.py"), str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    outcome = json.loads(lines[0][len("RESULT "):])
+    assert outcome["error"] == "simulated: the ZenML server went away before the run existed"
+    assert outcome["previous_status_before"] == outcome["previous_status_after"] == "completed"
+    assert outcome["mlflow_runs_of_previous"] == [], "the previous run got an MLflow parent marked FAILED"
+    assert outcome["job_scripts"] == [] and len(outcome["runs"]) == 1
