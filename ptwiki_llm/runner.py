@@ -9,6 +9,7 @@ from typing import Any
 from uuid import uuid4
 
 from ptwiki_llm import tracking
+from ptwiki_llm.cache_keys import EXTERNAL_STATE, export_locations, registry_state
 from ptwiki_llm.config import Config
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
@@ -38,7 +39,13 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
 
     from pipelines.ptwiki import data_pipeline, ptwiki_pipeline
 
+    export_locations(config)  # service URLs reach the steps by environment, outside their cache keys
     stage_configs = {stage: config_for_stage(config, stage) for stage in STAGE_SECTIONS}
+    if which == "full":  # the registry is state outside the config that register and evaluate depend on
+        registry = registry_state(config)
+        stage_configs["register"][EXTERNAL_STATE] = {"registry_created": registry["created"]}
+        stage_configs["evaluate"][EXTERNAL_STATE] = {"registry_created": registry["created"],
+                                                     "aliases": registry["aliases"]}
     fingerprint = input_fingerprint(config)
     chosen = ptwiki_pipeline if which == "full" else data_pipeline
     # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm import tracking
+from ptwiki_llm.cache_keys import EXTERNAL_STATE, restore_locations, strip_locations
 from ptwiki_llm.config import Config
 from ptwiki_llm.data.sources.base import ConvertOptions
 from ptwiki_llm.provenance import file_fingerprint, sha256_json
 
 # Which config sections each stage depends on; the steps receive only these, so changing the
 # format settings re-runs format but leaves ingest and validate served from ZenML's cache.
-_COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlflow", "zenml")
+# Service URLs are not among them (ptwiki_llm.cache_keys); the ZenML section is the driver's business.
+_COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlflow")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": ("data.source", "data.hub_fallback", "data.max_articles", "data.wiki_base_url", "data.ingest"),
     "validate": ("data.validate",),
@@ -39,11 +41,12 @@ def config_for_stage(config: Config, stage: str) -> dict[str, Any]:
             part.setdefault(section, {})[key] = full[section][key]
         else:
             part[section] = full[section]
-    return part
+    return strip_locations(part)
 
 
 def config_from_stage(part: dict[str, Any]) -> Config:
-    return Config.model_validate(part)
+    part = {key: value for key, value in part.items() if key != EXTERNAL_STATE}
+    return Config.model_validate(restore_locations(part))
 
 
 def input_fingerprint(config: Config) -> dict[str, Any]:

@@ -151,6 +151,14 @@ def test_data_pipeline_runs_one_job_per_step_in_dependency_order(mlflow_server, 
     assert children == ["format", "ingest", "validate"]
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
 
+    # the server "restarted on another node": a new host:port in its URL file (the same server under another
+    # name here). Where MLflow runs is not what ingest produces: every step is served from the cache.
+    url_file = workdir / "services" / "mlflow.url"
+    url_file.write_text(mlflow_server["url"].replace("127.0.0.1", "localhost"))
+    again = _cli(workdir, "data")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    assert "served from cache: ingest, validate, format_examples" in " ".join(again.stdout.split())
+
 
 def test_a_failing_step_cancels_its_dependents_and_reports_job_and_log(slurm_cluster, asset, tmp_path):
     asset("data/ptwiki_namespace_0_sample.tar.gz")

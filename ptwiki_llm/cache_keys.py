@@ -1,0 +1,80 @@
+"""What a step's ZenML cache key holds: what its output depends on, and nothing else.
+
+A step's parameters are its cache key. Where a service runs is not part of what a step produces: an
+MLflow or Weaviate server restarted on another node (new host:port in ``<services>/<name>.url``) must
+not re-ingest a dump. So service URLs are taken out of the stage configs and reach the steps through
+the environment (``MLFLOW_TRACKING_URI``, ``WEAVIATE_URL``: exported by the runner, copied into SLURM jobs
+by ``hpc.env_passthrough``). External state that does change an output goes in: the registered model's
+identity (``register``, ``evaluate``) and its aliases (``evaluate``: which version is the champion arm).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ptwiki_llm.config import Config
+
+EXTERNAL_STATE = "external_state"  # key of a stage config that holds state read outside the config
+# (section path, environment variable the step reads the value from)
+LOCATIONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("mlflow", "tracking_uri"), "MLFLOW_TRACKING_URI"),
+)
+
+
+def _weaviate_env(part: dict[str, Any]) -> str:
+    return part.get("rag", {}).get("store", {}).get("weaviate", {}).get("url_env") or "WEAVIATE_URL"
+
+
+def strip_locations(part: dict[str, Any]) -> dict[str, Any]:
+    """The stage config without service URLs (set to None where present)."""
+    for path, _ in LOCATIONS:
+        _set(part, path, None)
+    _set(part, ("rag", "store", "weaviate", "url"), None)
+    return part
+
+
+def restore_locations(part: dict[str, Any]) -> dict[str, Any]:
+    """Inside a step: the URLs back from the environment the runner (or the job's env file) set."""
+    for path, variable in LOCATIONS:
+        if os.environ.get(variable):
+            _set(part, path, os.environ[variable])
+    return part  # Weaviate's store reads rag.store.weaviate.url_env itself
+
+
+def export_locations(config: Config) -> None:
+    """Put the configured service URLs where steps (in this process or in SLURM jobs) read them."""
+    if config.mlflow.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = config.mlflow.tracking_uri
+    weaviate = config.rag.store.weaviate
+    if weaviate.url:
+        os.environ[weaviate.url_env] = weaviate.url
+
+
+def registry_state(config: Config) -> dict[str, Any]:
+    """The registered model's identity (its creation time: a reset registry has another) and aliases.
+
+    ``register`` depends on the identity only: a version it registered stays valid while the model
+    exists, and a new version of its own must not make the next run register again. ``evaluate`` also
+    depends on the aliases (which version is champion).
+    """
+    import mlflow
+
+    from ptwiki_llm.registry import _client
+
+    try:
+        model = _client(config).get_registered_model(config.registry.model_name)
+    except mlflow.exceptions.MlflowException:
+        return {"created": None, "aliases": {}}
+    return {"created": model.creation_timestamp,
+            "aliases": {alias: str(version) for alias, version in sorted((model.aliases or {}).items())}}
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            return  # this stage does not hold the section
+        node = node[key]
+    if path[-1] in node:
+        node[path[-1]] = value
