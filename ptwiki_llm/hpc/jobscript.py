@@ -234,8 +234,10 @@ def render_job_script(spec: JobSpec) -> str:
         command = list(spec.command)
     else:
         lines += [
-            "# --cleanenv drops the host environment; SLURM_* and the per-job ZenML config dir go in explicitly",
-            'while IFS= read -r name; do export "APPTAINERENV_${name}=${!name}"; done < <(compgen -e | grep "^SLURM_")',
+            "# --cleanenv drops the host environment; SLURM_*, the GPUs SLURM bound to the job and the per-job",
+            "# ZenML config dir go in explicitly",
+            'while IFS= read -r name; do export "APPTAINERENV_${name}=${!name}"; done < <(compgen -e | grep -E '
+            "'^(SLURM_|CUDA_VISIBLE_DEVICES$|GPU_DEVICE_ORDINAL$|ROCR_VISIBLE_DEVICES$)')",
             'export APPTAINERENV_ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',
             'export APPTAINERENV_OMP_NUM_THREADS="$OMP_NUM_THREADS"',
             'export ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',

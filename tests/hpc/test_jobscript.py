@@ -132,7 +132,26 @@ def test_image_job_runs_apptainer_exec_with_nv_binds_and_the_env_file():
     assert "cd /jobs/run-1 || exit 1" in script
     assert not any(line.startswith("source ") for line in script), "the image reads the env file, not the host shell"
     assert 'export APPTAINERENV_ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"' in script
-    assert any("APPTAINERENV_${name}" in line and "^SLURM_" in line for line in script)
+    assert any("APPTAINERENV_${name}" in line and "^(SLURM_|CUDA_VISIBLE_DEVICES$" in line for line in script)
+
+
+def test_the_gpus_slurm_bound_reach_the_step_inside_cleanenv(tmp_path):
+    """SLURM sets CUDA_VISIBLE_DEVICES for the job's gres; --cleanenv would drop it: the script hands it on."""
+    fake = tmp_path / "apptainer"
+    fake.write_text("#!/bin/bash\nenv | grep '^APPTAINERENV_' | sort\n")
+    fake.chmod(0o755)
+    launch = ImageLaunch(image="/img/train.sif", executable=str(fake), nv=True)
+    spec = _spec(SlurmJobConfig(gpus=2), tmp=tmp_path, image=launch, command=("python", "-V"), workdir=str(tmp_path))
+    (tmp_path / "job.sbatch").write_text(render_job_script(spec))
+    write_env_file(spec.env_path, {})
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", "SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": "2,3",
+           "GPU_DEVICE_ORDINAL": "2,3", "TMPDIR": str(tmp_path), "UNRELATED": "x"}
+    out = subprocess.run(["bash", str(tmp_path / "job.sbatch")], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for line in ("APPTAINERENV_CUDA_VISIBLE_DEVICES=2,3", "APPTAINERENV_GPU_DEVICE_ORDINAL=2,3",
+                 "APPTAINERENV_SLURM_STEP_GPUS=2,3", "APPTAINERENV_SLURM_JOB_ID=77"):
+        assert line in out.stdout.splitlines(), out.stdout
+    assert "UNRELATED" not in out.stdout
 
 
 def test_apptainer_command_without_gpus_or_cleanenv():
