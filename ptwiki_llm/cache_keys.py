@@ -5,12 +5,15 @@ MLflow or Weaviate server restarted on another node (new host:port in ``<service
 not re-ingest a dump. So service URLs are taken out of the stage configs and reach the steps through
 the environment (``MLFLOW_TRACKING_URI``, ``WEAVIATE_URL``: exported by the runner, copied into SLURM jobs
 by ``hpc.env_passthrough``). External state that does change an output goes in: the registered model's
-identity (``register``, ``evaluate``) and its aliases (``evaluate``: which version is the champion arm).
+identity (``register``, ``evaluate``) and its aliases (``evaluate``: which version is the champion arm),
+and the vector store's contents (``index``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.config import Config
@@ -68,6 +71,66 @@ def registry_state(config: Config) -> dict[str, Any]:
         return {"created": None, "aliases": {}}
     return {"created": model.creation_timestamp,
             "aliases": {alias: str(version) for alias, version in sorted((model.aliases or {}).items())}}
+
+
+def recorded_index(config: Config) -> dict[str, Any] | None:
+    """The last index run's record (``ptwiki-llm evaluate`` queries its collection), None when there is none."""
+    from ptwiki_llm.rag.pointer import pointer_path
+
+    path = pointer_path(config)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def store_state(config: Config) -> dict[str, Any]:
+    """What ``index`` finds in the vector store before it runs: a changed (or wiped) store re-runs it.
+
+    LanceDB: the collections of this prefix and their row counts, read from the files. Weaviate: the
+    driver does not connect to the server (an embedded one would start here), so the last index record
+    stands for its contents.
+    """
+    store = config.rag.store
+    if store.backend != "lancedb":
+        return {"backend": store.backend, "recorded_index": recorded_index(config)}
+    folder = config.expand(store.lancedb_uri)
+    if not folder.is_dir():
+        return {"backend": "lancedb", "collections": {}}
+    import lancedb
+
+    db = lancedb.connect(str(folder))
+    names: list[str] = []
+    token = None
+    while True:
+        page = db.list_tables(page_token=token)
+        names += page.tables
+        token = page.page_token
+        if not token:
+            break
+    prefix = store.collection or store.collection_prefix
+    return {"backend": "lancedb", "collections": {
+        name: db.open_table(name).count_rows() for name in sorted(names) if name.startswith(prefix)}}
+
+
+def _state_file(config: Config) -> Path:
+    return config.workdir_path / "rag" / f"store-state-{config.rag.store.backend}.json"
+
+
+def index_cache_state(config: Config) -> dict[str, Any]:
+    """The store state for index's cache key. A store exactly as the last index run left it keeps that
+    run's key (so the run's own writes do not re-run index next time); any other change gives a new key."""
+    current = store_state(config)
+    path = _state_file(config)
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("after") == current:
+            return saved["key"]
+    return current
+
+
+def record_index_state(config: Config, key: dict[str, Any]) -> None:
+    """After a run that indexed: remember the store as it left it, and the key it ran under."""
+    path = _state_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"after": store_state(config), "key": key}, sort_keys=True), encoding="utf-8")
 
 
 def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

@@ -9,14 +9,21 @@ from typing import Any
 from uuid import uuid4
 
 from ptwiki_llm import tracking
-from ptwiki_llm.cache_keys import EXTERNAL_STATE, export_locations, registry_state
+from ptwiki_llm.cache_keys import (
+    EXTERNAL_STATE,
+    export_locations,
+    index_cache_state,
+    record_index_state,
+    recorded_index,
+    registry_state,
+)
 from ptwiki_llm.config import Config
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
 from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, input_fingerprint
 from ptwiki_llm.zenml_env import prepare_zenml
 
-PIPELINES = ("data", "full")
+PIPELINES = ("data", "full", "index", "evaluate")
 
 
 @dataclass
@@ -30,26 +37,32 @@ class RunSummary:
     mlflow_parent_run_id: str | None = None
 
 
-def run_pipeline(config: Config, which: str = "full") -> RunSummary:
+def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> RunSummary:
     if which not in PIPELINES:
         raise ValueError(f"unknown pipeline {which!r}: expected one of {PIPELINES}")
     config = apply_services(config)  # hpc.services: server URLs from infra/ (before zenml is imported)
     prepare_zenml(config)
     from zenml.enums import ExecutionMode, ExecutionStatus
 
-    from pipelines.ptwiki import data_pipeline, ptwiki_pipeline
+    from pipelines.ptwiki import data_pipeline, evaluate_pipeline, index_pipeline, ptwiki_pipeline
 
     export_locations(config)  # service URLs reach the steps by environment, outside their cache keys
     stage_configs = {stage: config_for_stage(config, stage) for stage in STAGE_SECTIONS}
-    if which == "full":  # the registry is state outside the config that register and evaluate depend on
+    if which in ("full", "evaluate"):  # the registry: state outside the config register/evaluate depend on
         registry = registry_state(config)
         stage_configs["register"][EXTERNAL_STATE] = {"registry_created": registry["created"]}
         stage_configs["evaluate"][EXTERNAL_STATE] = {"registry_created": registry["created"],
                                                      "aliases": registry["aliases"]}
+        if which == "evaluate":  # without an index step, evaluate reads the last index recorded
+            stage_configs["evaluate"][EXTERNAL_STATE]["index"] = recorded_index(config)
+    if which in ("full", "index"):  # the vector store's contents: index's output depends on them
+        stage_configs["index"][EXTERNAL_STATE] = {"store": index_cache_state(config)}
     fingerprint = input_fingerprint(config)
-    chosen = ptwiki_pipeline if which == "full" else data_pipeline
+    chosen = {"full": ptwiki_pipeline, "data": data_pipeline, "index": index_pipeline,
+              "evaluate": evaluate_pipeline}[which]
+    arguments = {"stage_configs": stage_configs, "input_fingerprint": fingerprint, **pipeline_args}
     # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings
-    stack_options = run_options(config, chosen, {"stage_configs": stage_configs, "input_fingerprint": fingerprint})
+    stack_options = run_options(config, chosen, arguments)
     # a name only this invocation uses: a failure is pinned on this run, never on another (user's) latest one
     run_name = invocation_run_name(chosen.name)
     chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, run_name=run_name,
@@ -57,7 +70,7 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
     try:
-        run = chosen(stage_configs=stage_configs, input_fingerprint=fingerprint)
+        run = chosen(**arguments)
     except BaseException as exc:  # mark the MLflow parent failed, then re-raise
         failed = exc
         run = _run_named(run_name)
@@ -68,6 +81,8 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
     if failed:
         raise failed
+    if which in ("full", "index"):
+        record_index_state(config, stage_configs["index"][EXTERNAL_STATE]["store"])
     summary = RunSummary(
         pipeline=chosen.name, run_id=run_id, run_name=run.name, status=str(run.status),
         mlflow_parent_run_id=parent,

@@ -279,3 +279,17 @@ def test_a_run_that_never_started_marks_no_other_run_failed(slurm_cluster, asset
     assert outcome["previous_status_before"] == outcome["previous_status_after"] == "completed"
     assert outcome["mlflow_runs_of_previous"] == [], "the previous run got an MLflow parent marked FAILED"
     assert outcome["job_scripts"] == [] and len(outcome["runs"]) == 1
+
+
+def test_the_index_command_runs_index_as_a_job_not_on_the_login_node(slurm_cluster, asset, tmp_path):
+    asset("data/ptwiki_namespace_0_sample.tar.gz")
+    asset("models/multilingual-e5-small-enpt")
+    result = _cli(tmp_path, "index", "--limit", "3", "--set", "rag.embedding.device=cpu", max_articles=10)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Vector index" in result.stdout and "orchestrator slurm" in result.stdout
+    jobs = _submitted(tmp_path)
+    assert list(jobs) == ["ingest", "validate", "format_examples", "index"]
+    assert jobs["index"]["after_ok"] == [jobs["validate"]["job_id"]]
+    log = Path(jobs["index"]["log"]).read_text()
+    assert "step index: exit code 0" in log
+    assert _records([jobs["index"]["job_id"]])[jobs["index"]["job_id"]]["state"] == "COMPLETED"
