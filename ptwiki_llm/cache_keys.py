@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from ptwiki_llm.config import Config
 
@@ -116,14 +117,15 @@ def _state_file(config: Config) -> Path:
 
 def index_cache_state(config: Config) -> dict[str, Any]:
     """The store state for index's cache key. A store exactly as the last index run left it keeps that
-    run's key (so the run's own writes do not re-run index next time); any other change gives a new key."""
+    run's key (so the run's own writes do not re-run index next time); any other store gets a key never
+    used before (a wiped store looks like the empty one of the first run, whose cached output is stale)."""
     current = store_state(config)
     path = _state_file(config)
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("after") == current:
             return saved["key"]
-    return current
+    return {"found": current, "token": uuid4().hex}
 
 
 def record_index_state(config: Config, key: dict[str, Any]) -> None:

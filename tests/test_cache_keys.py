@@ -53,3 +53,23 @@ def test_registry_state_changes_with_a_reset_registry_and_with_aliases(tmp_path,
     assert first["created"] is not None and first["aliases"] == {}
     client.set_registered_model_alias(config.registry.model_name, "champion", "1")
     assert registry_state(config) == {"created": first["created"], "aliases": {"champion": "1"}}
+
+
+def test_index_keeps_its_key_while_the_store_is_as_it_left_it_and_not_after_a_wipe(tmp_path):
+    import shutil
+
+    import lancedb
+    import pyarrow as pa
+
+    from ptwiki_llm.cache_keys import index_cache_state, record_index_state
+
+    config = _config(tmp_path)
+    first = index_cache_state(config)
+    folder = config.expand(config.rag.store.lancedb_uri)
+    folder.mkdir(parents=True)
+    lancedb.connect(str(folder)).create_table("Ptwiki_abc", pa.table({"id": ["a", "b"]}))  # what index wrote
+    record_index_state(config, first)
+    assert index_cache_state(config) == first  # the next run: served from the cache
+    shutil.rmtree(folder)  # the store wiped (or another server): the cached output is stale
+    wiped = index_cache_state(config)
+    assert wiped != first and wiped["found"] == first["found"] == {"backend": "lancedb", "collections": {}}
