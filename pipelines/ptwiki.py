@@ -1,7 +1,8 @@
 """The ptwiki pipeline: ingest -> validate -> format -> train -> register, validate -> index, then evaluate.
 
 ``data_pipeline`` is the data half on its own; ``ptwiki_pipeline`` is the whole pipeline that
-``ptwiki-llm run`` starts. Both take the resolved config, split per
+``ptwiki-llm run`` starts; ``index_pipeline`` and ``evaluate_pipeline`` are the stage commands, so their
+heavy step runs where the configured orchestrator puts it. Both take the resolved config, split per
 step so each step's cache key holds only the settings it depends on: changing ``rag`` re-runs index
 and leaves the adapter served from ZenML's cache, and the other way round.
 """
@@ -42,3 +43,18 @@ def ptwiki_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint:
     rag_index = index(config=stage_configs["index"], validated=validated)
     evaluate(config=stage_configs["evaluate"], validated=validated, formatted=formatted, registered=registered,
              rag_index=rag_index)
+
+
+@pipeline(enable_cache=True, execution_mode=ExecutionMode.STOP_ON_FAILURE)
+def index_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any],
+                   max_articles: int | None = None) -> None:
+    """``ptwiki-llm index``: the data steps, then index (a job of its own on SLURM, never the login node)."""
+    validated, _ = _data_steps(stage_configs, input_fingerprint)
+    index(config=stage_configs["index"], validated=validated, max_articles=max_articles)
+
+
+@pipeline(enable_cache=True, execution_mode=ExecutionMode.STOP_ON_FAILURE)
+def evaluate_pipeline(stage_configs: dict[str, dict[str, Any]], input_fingerprint: dict[str, Any]) -> None:
+    """``ptwiki-llm evaluate``: the data steps, then evaluate against the registry's challenger and the last index."""
+    validated, formatted = _data_steps(stage_configs, input_fingerprint)
+    evaluate(config=stage_configs["evaluate"], validated=validated, formatted=formatted)

@@ -36,6 +36,8 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="override a key, e.g. --set data.max_articles=200 (repeatable)"),
 ]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="re-run every step")]
+HereOption = Annotated[bool, typer.Option(
+    "--here", help="run the steps in this process, not through hpc.orchestrator (never on a login node)")]
 
 
 def _show_version(value: bool) -> None:
@@ -107,6 +109,13 @@ def _workdir_session(config: Config, command: str, checks: str | None = None) ->
         for stale in find_stale_runs(config):
             console.print(f"marked {stale}", markup=False, highlight=False)
         yield
+
+
+def _in_process(config: Config, here: bool) -> Config:
+    """``--here``: every step in this process (ZenML's local orchestrator), whatever hpc.orchestrator says."""
+    if not here:
+        return config
+    return config.model_copy(update={"hpc": config.hpc.model_copy(update={"orchestrator": "local"})})
 
 
 def _run(which: str, config: Config) -> None:
@@ -249,17 +258,18 @@ def index(
     no_cache: NoCacheOption = False,
     limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="index only the first N accepted articles")] = None,
+    here: HereOption = False,
 ) -> None:
-    """Index the validated articles into the vector store (runs the data steps first, cached)."""
-    cfg = _load(config, set_, no_cache)
+    """Index the validated articles into the vector store (the data steps first, cached), as a pipeline
+    through hpc.orchestrator: on a SLURM preset every step is a job."""
+    cfg = _in_process(_load(config, set_, no_cache), here)
     console.print(f"[bold]ptwiki-llm[/bold] index, preset [cyan]{cfg.preset}[/cyan], backend "
-                  f"[cyan]{cfg.rag.store.backend}[/cyan], workdir {cfg.workdir}")
+                  f"[cyan]{cfg.rag.store.backend}[/cyan], orchestrator {cfg.hpc.orchestrator}, workdir {cfg.workdir}")
     with _workdir_session(cfg, "index", "index"):
-        from ptwiki_llm.runner import run_pipeline
-        from ptwiki_llm.stages import index_stage
+        from ptwiki_llm.runner import run_pipeline  # after the pre-flight checks: it imports pyarrow, numpy
 
-        summary = run_pipeline(cfg, "data")
-        result = index_stage(cfg, summary.outputs["validated"], summary.run_id, max_articles=limit)
+        summary = run_pipeline(cfg, "index", max_articles=limit)
+        result = summary.outputs["rag_index"]
     counts = result["counts"]
     table = Table(title="Vector index")
     table.add_column("what")
@@ -270,7 +280,10 @@ def index(
     table.add_row("articles", f"{counts['articles']} ({counts['quarantined_excluded']} quarantined left out)")
     table.add_row("chunks", f"{counts['chunks']} (dropped: {counts['short_dropped']} too short, "
                   f"{counts['duplicates_dropped']} duplicates)")
-    table.add_row("this run", f"embedded {counts['embedded']}, already indexed {counts['already_indexed']}")
+    if "index" in summary.cached_steps:
+        table.add_row("this run", "served from ZenML's cache: the store is as the last index run left it")
+    else:
+        table.add_row("this run", f"embedded {counts['embedded']}, already indexed {counts['already_indexed']}")
     table.add_row("objects in the collection", str(counts["store_count"]))
     console.print(table)
 
@@ -518,22 +531,20 @@ def evaluate(
     config: ConfigOption = None,
     set_: SetOption = None,
     no_cache: NoCacheOption = False,
+    here: HereOption = False,
 ) -> None:
     """Compare base, base+rag, ft, ft+rag (and champion) with intervals; promote the challenger when it wins.
 
-    Runs the data steps first (cached); needs a registered challenger (`ptwiki-llm run`) and, for the
-    RAG arms, an index (`ptwiki-llm index`).
+    A pipeline through hpc.orchestrator (the data steps first, cached; on a SLURM preset evaluate is a GPU
+    job); needs a registered challenger (`ptwiki-llm run`) and, for the RAG arms, an index (`ptwiki-llm index`).
     """
-    cfg = _load(config, set_, no_cache)
+    cfg = _in_process(_load(config, set_, no_cache), here)
     console.print(f"[bold]ptwiki-llm[/bold] evaluate, preset [cyan]{cfg.preset}[/cyan], arms "
-                  f"{', '.join(cfg.evaluation.arms)}, workdir {cfg.workdir}")
+                  f"{', '.join(cfg.evaluation.arms)}, orchestrator {cfg.hpc.orchestrator}, workdir {cfg.workdir}")
     with _workdir_session(cfg, "evaluate", "evaluate"):
-        from ptwiki_llm.runner import run_pipeline
-        from ptwiki_llm.stages import evaluate_stage
+        from ptwiki_llm.runner import run_pipeline  # after the pre-flight checks: it imports pyarrow, numpy
 
-        summary = run_pipeline(cfg, "data")
-        result = evaluate_stage(cfg, summary.outputs["validated"], summary.outputs["formatted"], None, None,
-                                summary.run_id)
+        result = run_pipeline(cfg, "evaluate").outputs["evaluation"]
     _print_evaluation(result)
 
 

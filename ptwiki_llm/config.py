@@ -101,6 +101,7 @@ class ModelRef(_Section):
     hub_id: str | None = None
     revision: str | None = None
     gguf_file: str | None = None
+    parameters: int | None = Field(None, ge=1, description="parameter count, for the memory checks of SLURM presets")
 
 
 class ModelsConfig(_Section):
@@ -138,6 +139,11 @@ class MlflowConfig(_Section):
 class ZenmlConfig(_Section):
     config_path: str = Field("{workdir}/zenml", description="ZENML_CONFIG_PATH: holds the local store")
     enable_cache: bool = True
+    execution_mode: Literal["fail_fast", "stop_on_failure", "continue_on_failure"] = Field(
+        "stop_on_failure", description="what a failed step ends (ZenML's modes): fail_fast cancels running steps "
+        "too; stop_on_failure starts nothing new and lets running steps finish; continue_on_failure runs every "
+        "branch that does not depend on the failure"
+    )
 
 
 # --- RAG: chunking, embeddings, vector store, retrieval, answers (ptwiki_llm/rag) ---------------
@@ -417,6 +423,7 @@ class SlurmJobConfig(_Section):
     gpus: int = Field(0, ge=0, description="GPUs per node, requested as --gres=gpu[:<gpu_type>]:<gpus>")
     gpu_type: str | None = Field(None, description="GPU model in the gres request, e.g. a100")
     gres: str | None = Field(None, description="the whole --gres value; overrides gpus/gpu_type")
+    gpu_memory: str | None = Field(None, description="memory of one GPU (e.g. 80G), for the config-load checks")
     image: str | None = Field(None, description="Apptainer .sif the step runs in; None = on the host")
     binds: list[str] = Field(
         default_factory=list, description="more paths bound into the image (workdir and asset folders are added)"
@@ -533,6 +540,17 @@ class Config(_Section):
         object.__setattr__(
             self, "asset_path", [str(Path(os.path.expandvars(p)).expanduser().resolve()) for p in self.asset_path]
         )
+        return self
+
+    @model_validator(mode="after")
+    def _check_slurm_preset(self) -> Config:
+        """A SLURM preset must be able to run as configured (ptwiki_llm/hpc/preset_checks.py)."""
+        if self.hpc.orchestrator == "slurm":
+            from ptwiki_llm.hpc.preset_checks import problems
+
+            found = problems(self)
+            if found:
+                raise ValueError(f"preset {self.preset!r} cannot run as configured:\n- " + "\n- ".join(found))
         return self
 
     # --- derived locations (one place, so `info` and the steps agree) ---

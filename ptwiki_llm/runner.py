@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from ptwiki_llm import tracking
+from ptwiki_llm.cache_keys import (
+    EXTERNAL_STATE,
+    export_locations,
+    index_cache_state,
+    record_index_state,
+    recorded_index,
+    registry_state,
+)
 from ptwiki_llm.config import Config
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
@@ -16,7 +26,7 @@ from ptwiki_llm.stale_runs import OWNER_EXTRA
 from ptwiki_llm.step_failures import failure_cause
 from ptwiki_llm.zenml_env import prepare_zenml
 
-PIPELINES = ("data", "full")
+PIPELINES = ("data", "full", "index", "evaluate")
 
 
 @dataclass
@@ -30,30 +40,45 @@ class RunSummary:
     mlflow_parent_run_id: str | None = None
 
 
-def run_pipeline(config: Config, which: str = "full") -> RunSummary:
+def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> RunSummary:
     if which not in PIPELINES:
         raise ValueError(f"unknown pipeline {which!r}: expected one of {PIPELINES}")
     config = apply_services(config)  # hpc.services: server URLs from infra/ (before zenml is imported)
     prepare_zenml(config)
-    from zenml.enums import ExecutionStatus
+    from zenml.enums import ExecutionMode, ExecutionStatus
 
-    from pipelines.ptwiki import data_pipeline, ptwiki_pipeline
+    from pipelines.ptwiki import data_pipeline, evaluate_pipeline, index_pipeline, ptwiki_pipeline
 
+    export_locations(config)  # service URLs reach the steps by environment, outside their cache keys
     stage_configs = {stage: config_for_stage(config, stage) for stage in STAGE_SECTIONS}
+    if which in ("full", "evaluate"):  # the registry: state outside the config register/evaluate depend on
+        registry = registry_state(config)
+        stage_configs["register"][EXTERNAL_STATE] = {"registry_created": registry["created"]}
+        stage_configs["evaluate"][EXTERNAL_STATE] = {"registry_created": registry["created"],
+                                                     "aliases": registry["aliases"]}
+        if which == "evaluate":  # without an index step, evaluate reads the last index recorded
+            stage_configs["evaluate"][EXTERNAL_STATE]["index"] = recorded_index(config)
+    if which in ("full", "index"):  # the vector store's contents: index's output depends on them
+        stage_configs["index"][EXTERNAL_STATE] = {"store": index_cache_state(config)}
     fingerprint = input_fingerprint(config)
-    chosen = ptwiki_pipeline if which == "full" else data_pipeline
+    chosen = {"full": ptwiki_pipeline, "data": data_pipeline, "index": index_pipeline,
+              "evaluate": evaluate_pipeline}[which]
+    arguments = {"stage_configs": stage_configs, "input_fingerprint": fingerprint, **pipeline_args}
     # hpc.orchestrator picks the stack (local, or SLURM jobs) and per-step job settings
-    stack_options = run_options(config, chosen, {"stage_configs": stage_configs, "input_fingerprint": fingerprint})
+    stack_options = run_options(config, chosen, arguments)
+    # a name only this invocation uses: a failure is pinned on this run, never on another (user's) latest one
+    run_name = invocation_run_name(chosen.name)
     # the owner (host, pid) lets a later run tell this one, if left RUNNING, from a live one (stale_runs)
-    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, extra={OWNER_EXTRA: current_owner()},
-                                 **stack_options)
+    chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, run_name=run_name,
+                                 execution_mode=ExecutionMode(config.zenml.execution_mode),
+                                 extra={OWNER_EXTRA: current_owner()}, **stack_options)
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
     try:
-        run = chosen(stage_configs=stage_configs, input_fingerprint=fingerprint)
+        run = chosen(**arguments)
     except BaseException as exc:  # mark the MLflow parent failed, then re-raise
         failed = exc
-        run = _latest_run(chosen.name)
+        run = _run_named(run_name)
     if run is None:
         raise failed or RuntimeError("the pipeline did not start a run")
     run_id = str(run.id)
@@ -61,6 +86,8 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
     if failed:
         raise failure_cause(run, failed)
+    if which in ("full", "index"):
+        record_index_state(config, stage_configs["index"][EXTERNAL_STATE]["store"])
     summary = RunSummary(
         pipeline=chosen.name, run_id=run_id, run_name=run.name, status=str(run.status),
         mlflow_parent_run_id=parent,
@@ -73,8 +100,14 @@ def run_pipeline(config: Config, which: str = "full") -> RunSummary:
     return summary
 
 
-def _latest_run(pipeline_name: str) -> Any:
+def invocation_run_name(pipeline_name: str) -> str:
+    """``<pipeline>-<UTC date>-<time>-<8 random hex>``: ZenML's default name plus a token of this invocation."""
+    return f"{pipeline_name}-{datetime.now(UTC):%Y_%m_%d-%H_%M_%S}-{uuid4().hex[:8]}"
+
+
+def _run_named(run_name: str) -> Any:
+    """The run this invocation created, or None when it failed before ZenML created one."""
     from zenml.client import Client
 
-    runs = Client().list_pipeline_runs(pipeline_name=pipeline_name, sort_by="desc:created", size=1)
+    runs = Client().list_pipeline_runs(name=run_name, size=1)
     return runs.items[0] if runs.items else None

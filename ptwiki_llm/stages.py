@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm import tracking
+from ptwiki_llm.cache_keys import EXTERNAL_STATE, restore_locations, strip_locations
 from ptwiki_llm.config import Config
 from ptwiki_llm.data.sources.base import ConvertOptions
 from ptwiki_llm.provenance import file_fingerprint, sha256_json
 
 # Which config sections each stage depends on; the steps receive only these, so changing the
 # format settings re-runs format but leaves ingest and validate served from ZenML's cache.
-_COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlflow", "zenml")
+# Service URLs are not among them (ptwiki_llm.cache_keys); the ZenML section is the driver's business.
+_COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlflow")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": ("data.source", "data.hub_fallback", "data.max_articles", "data.wiki_base_url", "data.ingest"),
     "validate": ("data.validate",),
@@ -39,11 +41,12 @@ def config_for_stage(config: Config, stage: str) -> dict[str, Any]:
             part.setdefault(section, {})[key] = full[section][key]
         else:
             part[section] = full[section]
-    return part
+    return strip_locations(part)
 
 
 def config_from_stage(part: dict[str, Any]) -> Config:
-    return Config.model_validate(part)
+    part = {key: value for key, value in part.items() if key != EXTERNAL_STATE}
+    return Config.model_validate(restore_locations(part))
 
 
 def input_fingerprint(config: Config) -> dict[str, Any]:
@@ -273,8 +276,9 @@ def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str 
                 show_progress: bool = True) -> dict[str, Any]:
     """Formatted JSONL -> LoRA/QLoRA adapter (resumes from the run's latest checkpoint).
 
-    On SIGUSR1/SIGTERM it saves a checkpoint and raises TrainingPreempted, a SystemExit with code 75
-    that ends the process so a SLURM job script can requeue; the rerun resumes.
+    On SIGUSR1 (SLURM's time-limit warning) it saves a checkpoint and raises TrainingPreempted, a SystemExit
+    with code 75 that ends the process so the SLURM job script requeues it; on SIGTERM (scancel, Ctrl-C of the
+    driver) it saves if it can and raises TrainingCancelled (code 143), never requeued. A rerun resumes.
     """
     import mlflow
 
@@ -285,7 +289,8 @@ def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str 
         try:
             return train_adapter(config, formatted, run.info.run_id, show_progress)
         except TrainingPreempted as exc:
-            mlflow.set_tags({"ptwiki.preempted": "true", "ptwiki.preempted_checkpoint": exc.checkpoint or ""})
+            mlflow.set_tags({"ptwiki.preempted": "true", "ptwiki.preempted_checkpoint": exc.checkpoint or "",
+                             "ptwiki.preempted_by": exc.signal_name or ""})
             mlflow.end_run("KILLED")
             print(f"ptwiki-llm: {exc}", flush=True)
             raise

@@ -9,6 +9,7 @@ from steps._context import pipeline_run_id
 
 
 @step
-def index(config: dict[str, Any], validated: dict[str, Any]) -> Annotated[dict[str, Any], "rag_index"]:
+def index(config: dict[str, Any], validated: dict[str, Any],
+          max_articles: int | None = None) -> Annotated[dict[str, Any], "rag_index"]:
     """Validated articles -> chunks -> embeddings -> vector store (resumable; LanceDB or Weaviate)."""
-    return index_stage(config_from_stage(config), validated, pipeline_run_id())
+    return index_stage(config_from_stage(config), validated, pipeline_run_id(), max_articles=max_articles)

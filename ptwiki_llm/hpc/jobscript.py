@@ -9,8 +9,10 @@ Pure functions of the configuration, so tests can check every generated line. Th
   ``wait``s), so a trainer can checkpoint when SLURM warns of the time limit (``--signal=B:USR1@<s>``);
   the step starts with SIGUSR1 ignored and the warning is repeated until it exits, so a warning that
   arrives before the trainer installed its handler is neither fatal nor lost;
-- requeues itself (``scontrol requeue``) when the step exits with the "checkpoint saved, run me again" code,
-  keeping its job id so downstream ``afterok`` dependencies still hold.
+- requeues itself (``scontrol requeue``) when the step exits with the "checkpoint saved, run me again" code
+  after the time-limit warning, keeping its job id so downstream ``afterok`` dependencies still hold;
+- never requeues once it got SIGTERM or SIGINT (``scancel``, the driver's Ctrl-C, the time limit itself):
+  cancel means cancel, whatever the step's exit code.
 """
 
 from __future__ import annotations
@@ -232,8 +234,10 @@ def render_job_script(spec: JobSpec) -> str:
         command = list(spec.command)
     else:
         lines += [
-            "# --cleanenv drops the host environment; SLURM_* and the per-job ZenML config dir go in explicitly",
-            'while IFS= read -r name; do export "APPTAINERENV_${name}=${!name}"; done < <(compgen -e | grep "^SLURM_")',
+            "# --cleanenv drops the host environment; SLURM_*, the GPUs SLURM bound to the job and the per-job",
+            "# ZenML config dir go in explicitly",
+            'while IFS= read -r name; do export "APPTAINERENV_${name}=${!name}"; done < <(compgen -e | grep -E '
+            "'^(SLURM_|CUDA_VISIBLE_DEVICES$|GPU_DEVICE_ORDINAL$|ROCR_VISIBLE_DEVICES$)')",
             'export APPTAINERENV_ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',
             'export APPTAINERENV_OMP_NUM_THREADS="$OMP_NUM_THREADS"',
             'export ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',
@@ -247,12 +251,15 @@ def render_job_script(spec: JobSpec) -> str:
         " ".join(_q(arg) for arg in command) + " &",
         "child=$!",
         "warned=0",
-        "# forward the time-limit warning (and a plain TERM) to the step; bash runs traps only while it waits",
+        "cancelled=0",
+        "# forward the time-limit warning and a cancel to the step; bash runs traps only while it waits",
         "trap 'warned=1; kill -USR1 \"$child\" 2>/dev/null' USR1",
-        "trap 'kill -TERM \"$child\" 2>/dev/null' TERM",
+        "trap 'cancelled=1; kill -TERM \"$child\" 2>/dev/null' TERM",
+        "# a background step ignores SIGINT (bash starts it so): an interrupt reaches it as TERM",
+        "trap 'cancelled=1; kill -TERM \"$child\" 2>/dev/null' INT",
         'wait "$child"',
         'while kill -0 "$child" 2>/dev/null; do',
-        "    if ((warned)); then",
+        "    if ((warned && !cancelled)); then",
         "        # repeat the warning until the step exits: it may have installed its handler only now",
         f"        for _ in $(seq {spec.warning_repeat_seconds}); do",
         '            kill -0 "$child" 2>/dev/null || break',
@@ -265,16 +272,19 @@ def render_job_script(spec: JobSpec) -> str:
         "done",
         'wait "$child"',
         "rc=$?",
-        "trap - USR1 TERM",
+        "trap - USR1 TERM INT",
         'rm -rf "$ZENML_CONFIG_PATH"',
         f'echo "{LOG_PREFIX} step {spec.step}: exit code $rc"',
     ]
     if spec.max_requeues > 0:
-        retry_on = f'"$rc" -eq {spec.requeue_exit_code}'
+        # only the time-limit warning earns a requeue for the checkpoint exit code; a cancel never does
+        retry_on = f'[[ "$rc" -eq {spec.requeue_exit_code} ]] && ((warned))'
         if job.requeue_on_failure:
-            retry_on = '"$rc" -ne 0'
+            retry_on = '[[ "$rc" -ne 0 ]]'
         lines += [
-            f"if [[ {retry_on} ]] && ((attempt < {spec.max_requeues})); then",
+            "if ((cancelled)); then",
+            f'    echo "{LOG_PREFIX} step {spec.step}: cancelled (SIGTERM/SIGINT): not requeued"',
+            f"elif {retry_on} && ((attempt < {spec.max_requeues})); then",
             f'    echo "{LOG_PREFIX} step {spec.step}: requeueing job $SLURM_JOB_ID '
             f'(attempt $((attempt + 1)) of {spec.max_requeues})"',
             '    if scontrol requeue "$SLURM_JOB_ID"; then',

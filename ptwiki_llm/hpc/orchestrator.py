@@ -1,11 +1,12 @@
 """ZenML orchestrator: every step of a pipeline run is one sbatch job; the DAG is SLURM dependencies.
 
 Jobs are submitted upstream first, each with ``--dependency=afterok:<upstream ids>`` and
-``--kill-on-invalid-dep=yes`` (so SLURM cancels the dependents of a failed job instead of leaving them
-pending). Each job runs ZenML's step entrypoint on the host or inside the step's Apptainer image; the
-step reads the ZenML store, the artifact store and MLflow itself, exactly as under the local
-orchestrator. While waiting, the driver polls squeue/sacct, streams the job logs, and on failure reports
-the job id, its state and exit code and the tail of its log, and marks the ZenML run failed.
+``--kill-on-invalid-dep=yes`` (so SLURM cancels the dependents of a failed job instead of leaving them pending). What
+else a failure ends follows the pipeline's ZenML execution mode (``jobs_to_cancel``). Each job runs ZenML's
+step entrypoint on the host or inside the step's Apptainer image; the step reads the ZenML store, the
+artifact store and MLflow itself, exactly as under the local orchestrator. While waiting, the driver polls
+squeue/sacct, streams the job logs, and on failure reports the job id, its state and exit code and the tail
+of its log, and marks the ZenML run failed.
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ def failure_report(failures: Sequence[JobFailure], cancelled: Mapping[str, str])
         listed = ", ".join(f"`{step}` (job {job_id})" for step, job_id in sorted(cancelled.items()))
         parts.append(f"cancelled because of the failure: {listed}")
     return "\n".join(parts)
+
+
+def jobs_to_cancel(mode: ExecutionMode, infos: Mapping[str, JobInfo], unfinished: Sequence[str]) -> list[str]:
+    """The jobs a failure ends, by ZenML's execution modes.
+
+    FAIL_FAST cancels every unfinished job, running ones included. STOP_ON_FAILURE starts nothing new but
+    lets running jobs finish (a failed train must not kill the index job beside it): only jobs that have
+    not started are cancelled. CONTINUE_ON_FAILURE cancels nothing: SLURM itself cancels the dependents of
+    the failed job (``--kill-on-invalid-dep=yes``) and every independent branch runs on.
+    """
+    if mode == ExecutionMode.CONTINUE_ON_FAILURE:
+        return []
+    if mode == ExecutionMode.FAIL_FAST:
+        return list(unfinished)
+    return [job_id for job_id in unfinished if job_id not in infos or infos[job_id].state in PENDING_STATES]
 
 
 def zenml_status(info: JobInfo | None) -> ExecutionStatus:
@@ -360,7 +376,11 @@ class SlurmOrchestrator(BaseOrchestrator):
                     ))
                     if mode != ExecutionMode.CONTINUE_ON_FAILURE and not stopping:
                         stopping = True
-                        client.cancel(j for j in by_id if j not in done)
+                        victims = jobs_to_cancel(mode, infos, [j for j in by_id if j not in done])
+                        emit(f"[slurm] {mode.value}: cancelling "
+                             + (", ".join(f"`{by_id[j].step}` (job {j})" for j in victims) or "nothing")
+                             + (" (running jobs finish)" if mode == ExecutionMode.STOP_ON_FAILURE else ""))
+                        client.cancel(victims)
                 if len(done) < len(jobs):
                     time.sleep(self.config.poll_seconds)
         except KeyboardInterrupt:

@@ -6,8 +6,9 @@
     torchrun --standalone --nproc_per_node=4 -m ptwiki_llm.training --config configs/atena.yaml --formatted DIR
     accelerate launch --num_processes 4 -m ptwiki_llm.training --config configs/atena.yaml --formatted DIR
 
-Exit codes: 0 trained, 75 preempted after saving a checkpoint (requeue and rerun: it resumes),
-2 bad input (message says what to fix), 1 anything else.
+Exit codes: 0 trained, 75 preempted by SIGUSR1 after saving a checkpoint (requeue and rerun: it resumes),
+143 cancelled by SIGTERM (checkpoint saved if there was time; not requeued), 2 bad input (message says
+what to fix), 1 anything else.
 """
 
 from __future__ import annotations

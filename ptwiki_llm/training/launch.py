@@ -2,8 +2,9 @@
 
 The ranks run ``python -m ptwiki_llm.training`` (the same entry point a multi-node SLURM job starts
 under ``srun torchrun``); this process forwards SIGUSR1/SIGTERM to them through the run folder's STOP
-file and reads rank 0's result. torchrun's own exit status cannot tell preemption from failure, so the
-result file's ``status`` decides.
+file (its text names the signal) and reads rank 0's result. torchrun's own exit status cannot tell
+preemption from failure, so the result file's ``status`` decides; a SIGTERM this process received makes
+the stop a cancel whatever the ranks saw.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.config import Config
-from ptwiki_llm.training.preemption import PREEMPT_SIGNALS, STOP_FILE, TrainingPreempted
+from ptwiki_llm.training.preemption import CANCEL_SIGNAL, PREEMPT_SIGNALS, STOP_FILE, stop_exception
 from ptwiki_llm.training.trainer import RESULT_FILE, run_dir_for, run_training
 
 logger = logging.getLogger(__name__)
@@ -58,28 +59,33 @@ def launch_ranks(config: Config, formatted: dict[str, Any], mlflow_run_id: str |
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.train.num_processes))
         logger.info("launching %d ranks: %s", config.train.num_processes, " ".join(command))
         process = subprocess.Popen(command, env=env)
-        forwarded = _forward_signals(stop_file)
+        received: list[str] = []
+        forwarded = _forward_signals(stop_file, received)
         try:
             returncode = process.wait()
         finally:
             _restore(forwarded)
     result_path = run_dir / RESULT_FILE
     result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
-    if result and result.get("status") == "preempted":
-        raise TrainingPreempted(result.get("checkpoint"), result.get("global_step", 0), "forwarded")
+    if result and result.get("status") in ("preempted", "cancelled"):
+        reason = CANCEL_SIGNAL if CANCEL_SIGNAL in received or result["status"] == "cancelled" else "SIGUSR1"
+        raise stop_exception(result.get("checkpoint"), result.get("global_step", 0), reason)
     if returncode != 0 or not result or result.get("status") != "completed":
         raise RuntimeError(f"distributed training failed (torchrun exit code {returncode}); see the ranks' "
                            f"output above and {run_dir}")
     return result
 
 
-def _forward_signals(stop_file: Path) -> dict[int, Any]:
+def _forward_signals(stop_file: Path, received: list[str]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def request_stop(signum: int, frame: Any) -> None:
-        logger.warning("received %s: asking the ranks to checkpoint and stop", signal.Signals(signum).name)
-        stop_file.touch()
+        name = signal.Signals(signum).name
+        logger.warning("received %s: asking the ranks to checkpoint and stop", name)
+        received.append(name)
+        # a cancel stays a cancel: the warning that may follow it must not turn it into a requeue
+        stop_file.write_text(CANCEL_SIGNAL if CANCEL_SIGNAL in received else name, encoding="utf-8")
 
     return {sig: signal.signal(sig, request_stop) for sig in PREEMPT_SIGNALS}
 

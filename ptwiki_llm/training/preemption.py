@@ -1,14 +1,19 @@
-"""Checkpoints and preemption: stop cleanly at a step boundary when SLURM says time is up.
+"""Checkpoints and preemption: stop cleanly at a step boundary when SLURM says time is up, or on cancel.
 
-SLURM sends SIGUSR1 (``#SBATCH --signal=B:USR1@120``) or SIGTERM before a time limit. The handler only
-sets a flag; at the next optimizer-step boundary the callback makes the Trainer save a full checkpoint
-(adapter, optimizer, scheduler, RNG, data position) and stop. The run then exits with
-``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL: "try again") so a job script can ``scontrol requeue``; the
-requeued run finds the checkpoint in the same run folder and resumes from it.
+Two signals, two meanings:
+
+- SIGUSR1 is SLURM's time-limit warning (``#SBATCH --signal=B:USR1@<signal_seconds>``). At the next
+  optimizer-step boundary the Trainer saves a full checkpoint (adapter, optimizer, scheduler, RNG, data
+  position) and the run exits with ``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL: "try again"), so the job
+  script requeues it; the requeued run finds the checkpoint in the same run folder and resumes from it.
+- SIGTERM is ``scancel``, a cancelled driver (Ctrl-C), or the time limit itself: the run saves a
+  checkpoint if it reaches a step boundary within SLURM's ``KillWait`` (SIGKILL follows) and exits with
+  ``CANCELLED_EXIT_CODE`` (143 = 128 + SIGTERM), which nothing requeues. A later run of the same
+  command still resumes from that checkpoint. SIGTERM wins over a warning that came before or after it.
 
 A ``STOP`` file in the run folder requests the same from any process (launchers forward signals this
-way to torchrun ranks); under DDP the ranks agree on stopping through an all-reduce, so every rank
-saves at the same step.
+way to torchrun ranks; its text names the signal, empty means the warning); under DDP the ranks agree on
+stopping through an all-reduce, so every rank saves at the same step.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from transformers import TrainerCallback
 logger = logging.getLogger(__name__)
 
 PREEMPTED_EXIT_CODE = 75
+CANCELLED_EXIT_CODE = 128 + signal.SIGTERM
 PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+CANCEL_SIGNAL = "SIGTERM"
 STOP_FILE = "STOP"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -43,6 +50,24 @@ class TrainingPreempted(SystemExit):
     def __str__(self) -> str:
         return (f"training preempted ({self.signal_name or 'stop request'}) at step {self.global_step}; "
                 f"checkpoint {self.checkpoint}; rerun the same command to resume (exit code {PREEMPTED_EXIT_CODE})")
+
+
+class TrainingCancelled(TrainingPreempted):
+    """Training was cancelled (SIGTERM) after saving a checkpoint; exits with code 143, never requeued."""
+
+    def __init__(self, checkpoint: str | None, global_step: int, signal_name: str | None) -> None:
+        super().__init__(checkpoint, global_step, signal_name)
+        self.code = CANCELLED_EXIT_CODE
+
+    def __str__(self) -> str:
+        return (f"training cancelled ({self.signal_name}) at step {self.global_step}; checkpoint {self.checkpoint}; "
+                f"not requeued: rerun the same command to resume (exit code {CANCELLED_EXIT_CODE})")
+
+
+def stop_exception(checkpoint: str | None, global_step: int, signal_name: str | None) -> TrainingPreempted:
+    """What a stopped run raises: cancelled for SIGTERM, preempted (requeue me) for the warning."""
+    kind = TrainingCancelled if signal_name == CANCEL_SIGNAL else TrainingPreempted
+    return kind(checkpoint, global_step, signal_name)
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -85,13 +110,37 @@ class PreemptionWatcher:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signal_name = signal.Signals(signum).name
-        logger.warning("received %s: saving a checkpoint at the next step boundary, then exiting",
-                       self.signal_name)
+        name = signal.Signals(signum).name
+        if self.signal_name != CANCEL_SIGNAL:  # a cancel stays a cancel when the warning comes after it
+            self.signal_name = name
+        logger.warning("received %s: saving a checkpoint at the next step boundary, then exiting%s", name,
+                       " as cancelled" if self.cancelled else " to be requeued")
 
     @property
     def requested(self) -> bool:
         return self.signal_name is not None or self.stop_file.exists()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.signal_name == CANCEL_SIGNAL or self._stop_file_text() == CANCEL_SIGNAL
+
+    @property
+    def reason(self) -> str | None:
+        """The signal that asked for the stop (a forwarded one from the STOP file), None if none did."""
+        if self.cancelled:
+            return CANCEL_SIGNAL
+        if self.signal_name:
+            return self.signal_name
+        return (self._stop_file_text() or "SIGUSR1") if self.stop_file.exists() else None
+
+    def _stop_file_text(self) -> str:
+        try:
+            return self.stop_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    def stop(self, checkpoint: str | None, global_step: int) -> TrainingPreempted:
+        return stop_exception(checkpoint, global_step, self.reason)
 
 
 class PreemptionCallback(TrainerCallback):

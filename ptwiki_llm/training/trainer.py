@@ -25,7 +25,7 @@ from ptwiki_llm.training.metrics import METRICS_FILE, MetricsCallback, MlflowSin
 from ptwiki_llm.training.preemption import (
     PreemptionCallback,
     PreemptionWatcher,
-    TrainingPreempted,
+    TrainingCancelled,
     latest_checkpoint,
 )
 from ptwiki_llm.training.settings import lora_config, mixed_precision, quantization_config, sft_config
@@ -96,9 +96,9 @@ def run_training(config: Config, formatted: dict[str, Any], mlflow_run_id: str |
                  show_progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the adapter; returns the result dict (also written to ``run_dir/result.json``).
 
-    Raises TrainingPreempted (exit code 75) after saving a checkpoint when SIGUSR1/SIGTERM or a STOP
-    file asked it to stop. Bad input (no GPU for 'cuda', empty split, sequence longer than the model's
-    context, QLoRA on CPU) fails before the model loads.
+    Raises TrainingPreempted (exit code 75) after saving a checkpoint when SIGUSR1 or a STOP file asked it to
+    stop, TrainingCancelled (exit code 143, never requeued) when SIGTERM did. Bad input (no GPU for 'cuda',
+    empty split, sequence longer than the model's context, QLoRA on CPU) fails before the model loads.
     """
     import torch
 
@@ -275,10 +275,12 @@ class _Run:
 
 
 def _stop(run_dir: Path, is_main: bool, checkpoint: Path | None, step: int, watcher: PreemptionWatcher) -> None:
+    stopped = watcher.stop(str(checkpoint) if checkpoint else None, step)
     if is_main:
-        _write_result(run_dir, {"status": "preempted", "global_step": step,
-                                "checkpoint": str(checkpoint) if checkpoint else None})
-    raise TrainingPreempted(str(checkpoint) if checkpoint else None, step, watcher.signal_name)
+        _write_result(run_dir, {"status": "cancelled" if isinstance(stopped, TrainingCancelled) else "preempted",
+                                "global_step": step, "checkpoint": stopped.checkpoint,
+                                "signal": stopped.signal_name})
+    raise stopped
 
 
 def _last(history: list[dict[str, Any]], key: str) -> float | None:

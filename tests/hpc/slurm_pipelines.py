@@ -60,3 +60,14 @@ def check(counted: dict[str, Any]) -> Annotated[dict[str, Any], "checked"]:
 @pipeline(enable_cache=False, execution_mode=ExecutionMode.STOP_ON_FAILURE)
 def requeue_pipeline(state_dir: str) -> None:
     check(count(state_dir))
+
+
+@step(enable_cache=False)
+def noop() -> int:
+    return 1
+
+
+@pipeline(name="data_pipeline", enable_cache=False)
+def other_data_pipeline() -> None:
+    """A run named like ours: the 'previous run' of tests/hpc/run_identity_driver.py."""
+    noop()

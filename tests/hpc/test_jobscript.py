@@ -83,12 +83,15 @@ trap '' USR1
 ptwiki_llm.hpc.entrypoint.SlurmStepEntrypointConfiguration --snapshot_id snap-1 --step_name ingest &
 child=$!
 warned=0
-# forward the time-limit warning (and a plain TERM) to the step; bash runs traps only while it waits
+cancelled=0
+# forward the time-limit warning and a cancel to the step; bash runs traps only while it waits
 trap 'warned=1; kill -USR1 "$child" 2>/dev/null' USR1
-trap 'kill -TERM "$child" 2>/dev/null' TERM
+trap 'cancelled=1; kill -TERM "$child" 2>/dev/null' TERM
+# a background step ignores SIGINT (bash starts it so): an interrupt reaches it as TERM
+trap 'cancelled=1; kill -TERM "$child" 2>/dev/null' INT
 wait "$child"
 while kill -0 "$child" 2>/dev/null; do
-    if ((warned)); then
+    if ((warned && !cancelled)); then
         # repeat the warning until the step exits: it may have installed its handler only now
         for _ in $(seq 30); do
             kill -0 "$child" 2>/dev/null || break
@@ -101,7 +104,7 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 rc=$?
-trap - USR1 TERM
+trap - USR1 TERM INT
 rm -rf "$ZENML_CONFIG_PATH"
 echo "[ptwiki-slurm] step ingest: exit code $rc"
 rm -f /jobs/run-1/ingest.env
@@ -129,7 +132,26 @@ def test_image_job_runs_apptainer_exec_with_nv_binds_and_the_env_file():
     assert "cd /jobs/run-1 || exit 1" in script
     assert not any(line.startswith("source ") for line in script), "the image reads the env file, not the host shell"
     assert 'export APPTAINERENV_ZENML_CONFIG_PATH="/tmp/ptwiki-zenml-${SLURM_JOB_ID:-$$}"' in script
-    assert any("APPTAINERENV_${name}" in line and "^SLURM_" in line for line in script)
+    assert any("APPTAINERENV_${name}" in line and "^(SLURM_|CUDA_VISIBLE_DEVICES$" in line for line in script)
+
+
+def test_the_gpus_slurm_bound_reach_the_step_inside_cleanenv(tmp_path):
+    """SLURM sets CUDA_VISIBLE_DEVICES for the job's gres; --cleanenv would drop it: the script hands it on."""
+    fake = tmp_path / "apptainer"
+    fake.write_text("#!/bin/bash\nenv | grep '^APPTAINERENV_' | sort\n")
+    fake.chmod(0o755)
+    launch = ImageLaunch(image="/img/train.sif", executable=str(fake), nv=True)
+    spec = _spec(SlurmJobConfig(gpus=2), tmp=tmp_path, image=launch, command=("python", "-V"), workdir=str(tmp_path))
+    (tmp_path / "job.sbatch").write_text(render_job_script(spec))
+    write_env_file(spec.env_path, {})
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", "SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": "2,3",
+           "GPU_DEVICE_ORDINAL": "2,3", "TMPDIR": str(tmp_path), "UNRELATED": "x"}
+    out = subprocess.run(["bash", str(tmp_path / "job.sbatch")], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for line in ("APPTAINERENV_CUDA_VISIBLE_DEVICES=2,3", "APPTAINERENV_GPU_DEVICE_ORDINAL=2,3",
+                 "APPTAINERENV_SLURM_STEP_GPUS=2,3", "APPTAINERENV_SLURM_JOB_ID=77"):
+        assert line in out.stdout.splitlines(), out.stdout
+    assert "UNRELATED" not in out.stdout
 
 
 def test_apptainer_command_without_gpus_or_cleanenv():
@@ -143,12 +165,14 @@ def test_preemptible_job_gets_requeue_signal_and_the_requeue_branch():
     script = render_job_script(_spec(job, max_requeues=3, requeue_exit_code=75))
     assert "#SBATCH --requeue\n#SBATCH --signal=B:USR1@120\n" in script
     assert "--no-requeue" not in script
-    assert ('if [[ "$rc" -eq 75 ]] && ((attempt < 3)); then\n'
+    assert ('if ((cancelled)); then\n'
+            '    echo "[ptwiki-slurm] step ingest: cancelled (SIGTERM/SIGINT): not requeued"\n'
+            'elif [[ "$rc" -eq 75 ]] && ((warned)) && ((attempt < 3)); then\n'
             '    echo "[ptwiki-slurm] step ingest: requeueing job $SLURM_JOB_ID (attempt $((attempt + 1)) of 3)"\n'
             '    if scontrol requeue "$SLURM_JOB_ID"; then\n'
             "        exit 0\n") in script
     on_failure = render_job_script(_spec(job.model_copy(update={"requeue_on_failure": True}), max_requeues=3))
-    assert 'if [[ "$rc" -ne 0 ]] && ((attempt < 3)); then' in on_failure
+    assert 'elif [[ "$rc" -ne 0 ]] && ((attempt < 3)); then' in on_failure
     assert "scontrol requeue" not in render_job_script(_spec(job, max_requeues=0))
 
 
@@ -245,13 +269,15 @@ import signal, sys, time
 print("step started", flush=True)
 time.sleep(float(sys.argv[2]))  # a step still starting up: no handler yet
 signal.signal(signal.SIGUSR1, lambda *_: sys.exit(int(sys.argv[1])))
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(sys.argv[1])))  # a step that wrongly asks for a requeue
 time.sleep(30)
 sys.exit(3)
 """
 
 
-def _run_script(tmp_path: Path, restart_count: int, exit_on_usr1: int, handler_after: float = 0.0):
-    job = SlurmJobConfig(requeue=True, max_requeues=2)
+def _run_script(tmp_path: Path, restart_count: int, exit_on_usr1: int, handler_after: float = 0.0,
+                sig: signal.Signals = signal.SIGUSR1, requeue_on_failure: bool = False):
+    job = SlurmJobConfig(requeue=True, max_requeues=2, requeue_on_failure=requeue_on_failure)
     (tmp_path / "step.py").write_text(STEP)
     spec = _spec(job, tmp=tmp_path, workdir=str(tmp_path), max_requeues=2, warning_repeat_seconds=2,
                  command=(sys.executable, str(tmp_path / "step.py"), str(exit_on_usr1), str(handler_after)))
@@ -271,7 +297,7 @@ def _run_script(tmp_path: Path, restart_count: int, exit_on_usr1: int, handler_a
         if "step started" in line:
             break
     time.sleep(0.2)
-    process.send_signal(signal.SIGUSR1)  # what --signal=B:USR1 does: to the batch shell only
+    process.send_signal(sig)  # USR1: what --signal=B:USR1 does (to the batch shell only)
     output = process.communicate(timeout=60)[0]
     calls = (tmp_path / "scontrol.calls").read_text() if (tmp_path / "scontrol.calls").exists() else ""
     return process.returncode, output, calls, spec
@@ -304,3 +330,27 @@ def test_a_warning_before_the_step_is_ready_is_not_fatal_and_is_repeated(tmp_pat
     assert code == 0 and calls == "requeue 4242\n", output  # the repeated warning reached the handler
     assert "exit code 75" in output
     assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("requeue_on_failure", [False, True])
+def test_a_cancel_is_never_requeued_even_when_the_step_exits_with_the_requeue_code(tmp_path, sig,
+                                                                                   requeue_on_failure):
+    code, output, calls, spec = _run_script(tmp_path, restart_count=0, exit_on_usr1=75, sig=sig,
+                                            requeue_on_failure=requeue_on_failure)
+    assert calls == "" and "requeueing" not in output, output
+    assert "cancelled (SIGTERM/SIGINT): not requeued" in output
+    assert code == 75
+    assert not spec.env_path.exists()
+
+
+def test_the_requeue_code_without_a_warning_is_a_failure_not_a_requeue(tmp_path):
+    """Only SLURM's time-limit warning earns a requeue: a step exiting 75 on its own (a STOP file) ends."""
+    (tmp_path / "step.py").write_text("import sys; print('step started', flush=True); sys.exit(75)\n")
+    spec = _spec(SlurmJobConfig(requeue=True, max_requeues=2), tmp=tmp_path, workdir=str(tmp_path), max_requeues=2,
+                 command=(sys.executable, str(tmp_path / "step.py")))
+    (tmp_path / "job.sbatch").write_text(render_job_script(spec))
+    write_env_file(spec.env_path, {})
+    result = subprocess.run(["bash", str(tmp_path / "job.sbatch")], capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "SLURM_JOB_ID": "4242", "TMPDIR": str(tmp_path)})
+    assert result.returncode == 75 and "requeueing" not in result.stdout, result.stdout

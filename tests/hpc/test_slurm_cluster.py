@@ -151,6 +151,14 @@ def test_data_pipeline_runs_one_job_per_step_in_dependency_order(mlflow_server, 
     assert children == ["format", "ingest", "validate"]
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
 
+    # the server "restarted on another node": a new host:port in its URL file (the same server under another
+    # name here). Where MLflow runs is not what ingest produces: every step is served from the cache.
+    url_file = workdir / "services" / "mlflow.url"
+    url_file.write_text(mlflow_server["url"].replace("127.0.0.1", "localhost"))
+    again = _cli(workdir, "data")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    assert "served from cache: ingest, validate, format_examples" in " ".join(again.stdout.split())
+
 
 def test_a_failing_step_cancels_its_dependents_and_reports_job_and_log(slurm_cluster, asset, tmp_path):
     asset("data/ptwiki_namespace_0_sample.tar.gz")
@@ -257,3 +265,31 @@ def test_preempted_step_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
     assert "Restarts=1" in restarts.split()
     records = _records([count_id, check_id])
     assert _time(records[check_id]["start"]) >= _time(records[count_id]["end"])  # check waited for the requeue
+
+
+def test_a_run_that_never_started_marks_no_other_run_failed(slurm_cluster, asset, tmp_path):
+    """The runner names its run itself, so a failure before ZenML created it finds nothing to mark."""
+    asset("data/ptwiki_namespace_0_sample.tar.gz")
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "hpc" / "run_identity_driver.py"), str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    outcome = json.loads(lines[0][len("RESULT "):])
+    assert outcome["error"] == "simulated: the ZenML server went away before the run existed"
+    assert outcome["previous_status_before"] == outcome["previous_status_after"] == "completed"
+    assert outcome["mlflow_runs_of_previous"] == [], "the previous run got an MLflow parent marked FAILED"
+    assert outcome["job_scripts"] == [] and len(outcome["runs"]) == 1
+
+
+def test_the_index_command_runs_index_as_a_job_not_on_the_login_node(slurm_cluster, asset, tmp_path):
+    asset("data/ptwiki_namespace_0_sample.tar.gz")
+    asset("models/multilingual-e5-small-enpt")
+    result = _cli(tmp_path, "index", "--limit", "3", "--set", "rag.embedding.device=cpu", max_articles=10)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Vector index" in result.stdout and "orchestrator slurm" in result.stdout
+    jobs = _submitted(tmp_path)
+    assert list(jobs) == ["ingest", "validate", "format_examples", "index"]
+    assert jobs["index"]["after_ok"] == [jobs["validate"]["job_id"]]
+    log = Path(jobs["index"]["log"]).read_text()
+    assert "step index: exit code 0" in log
+    assert _records([jobs["index"]["job_id"]])[jobs["index"]["job_id"]]["state"] == "COMPLETED"

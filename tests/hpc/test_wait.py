@@ -101,3 +101,23 @@ def test_requeued_jobs_are_waited_for(harness):
     harness.run(ExecutionMode.STOP_ON_FAILURE)
     assert "[slurm] step `ingest` job 11: PENDING (BeginTime)" in harness.lines
     assert "[slurm] step `ingest` job 11: COMPLETED" in harness.lines
+
+
+def test_fail_fast_also_cancels_running_jobs(harness):
+    ScriptedSlurm.polls = [
+        {"11": ("COMPLETED", "None", 0, 0), "12": ("FAILED", "NonZeroExitCode", 2, 0), "13": ("RUNNING",)},
+        {"11": ("COMPLETED", "None", 0, 0), "12": ("FAILED", "NonZeroExitCode", 2, 0), "13": ("CANCELLED", "None")},
+    ]
+    with pytest.raises(SlurmRunFailed, match="cancelled because of the failure: `index` \\(job 13\\)"):
+        harness.run(ExecutionMode.FAIL_FAST)
+    assert ScriptedSlurm.cancelled == [["13"]]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    (ExecutionMode.FAIL_FAST, ["1", "2", "3"]),
+    (ExecutionMode.STOP_ON_FAILURE, ["2", "3"]),
+    (ExecutionMode.CONTINUE_ON_FAILURE, []),
+])
+def test_jobs_a_failure_ends_follow_the_execution_mode(mode, expected):
+    infos = {"1": JobInfo("1", "RUNNING"), "2": JobInfo("2", "PENDING", "Dependency")}  # 3: not yet in squeue
+    assert orchestrator.jobs_to_cancel(mode, infos, ["1", "2", "3"]) == expected

@@ -10,9 +10,11 @@ import pytest
 
 from ptwiki_llm.training.metrics import _metric_key, read_log, truncate_log
 from ptwiki_llm.training.preemption import (
+    CANCELLED_EXIT_CODE,
     PREEMPTED_EXIT_CODE,
     STOP_FILE,
     PreemptionWatcher,
+    TrainingCancelled,
     TrainingPreempted,
     checkpoints,
     latest_checkpoint,
@@ -53,6 +55,26 @@ def test_preempted_exits_with_the_documented_code():
     exc = TrainingPreempted("/run/checkpoint-3", 3, "SIGUSR1")
     assert isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE == 75
     assert "step 3" in str(exc) and "resume" in str(exc)
+
+
+def test_only_the_warning_asks_for_a_requeue_and_sigterm_means_cancelled(tmp_path):
+    with PreemptionWatcher(tmp_path) as watcher:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        warned = watcher.stop("/run/checkpoint-3", 3)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR1)  # a warning after the cancel does not undo it
+        cancelled = watcher.stop("/run/checkpoint-4", 4)
+    assert type(warned) is TrainingPreempted and warned.code == PREEMPTED_EXIT_CODE == 75
+    assert isinstance(cancelled, TrainingCancelled) and cancelled.code == CANCELLED_EXIT_CODE == 143
+    assert cancelled.signal_name == "SIGTERM" and "not requeued" in str(cancelled)
+
+
+@pytest.mark.parametrize(("text", "cancelled"), [("", False), ("SIGUSR1", False), ("SIGTERM", True)])
+def test_a_forwarded_stop_names_its_signal(tmp_path, text, cancelled):
+    with PreemptionWatcher(tmp_path) as watcher:
+        (tmp_path / STOP_FILE).write_text(text)
+        assert watcher.requested and watcher.cancelled is cancelled
+        assert isinstance(watcher.stop(None, 0), TrainingCancelled) is cancelled
 
 
 def test_truncate_log_keeps_entries_up_to_the_checkpoint(tmp_path):

@@ -1,0 +1,100 @@
+"""Checks, at config load, that a SLURM preset can run as configured (each problem says what to set).
+
+- The train job's GPUs match ``train.num_processes``: the train step starts one rank per GPU on one node
+  (``torchrun --standalone``), so 4 ranks need ``--gres=gpu:4`` on ``nodes: 1``.
+- FSDP is not combined with 4-bit quantization (QLoRA + FSDP is not a verified path here).
+- Host memory (``--mem``) holds the base weights as many times as processes load them whole: every DDP
+  rank, one rank under FSDP with ``cpu_ram_efficient_loading``, the register step (it loads the base on
+  the CPU to log the adapter), every step on the CPU. 4-bit loading quantizes shard by shard, so a QLoRA
+  rank is not held to the whole base in host memory.
+- GPU memory (``gpu_memory`` of the job, when set): one GPU holds what one rank loads (the whole base for
+  DDP and for evaluate, a 1/ranks share under FSDP), counted at the weights' own size, a lower bound.
+
+Sizes use ``models.base.parameters`` (the parameter count) and the bytes per parameter of
+``models.dtype`` (4-bit: half a byte); with no count, or no ``mem``, the memory checks are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ptwiki_llm.config import Config, SlurmJobConfig
+
+_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_GRES_GPUS = re.compile(r"^gpu(?::[^:,]+)?:(\d+)$")
+
+
+def memory_bytes(value: str) -> int:
+    """A SLURM size (``--mem`` style: a number of MB, or with K/M/G/T) in bytes."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)B?", value.strip().upper())
+    if not match:
+        raise ValueError(f"{value!r} is not a SLURM memory size like 64G or 4096")
+    return int(float(match.group(1)) * _UNITS[match.group(2) or "M"])
+
+
+def job_gpus(job: SlurmJobConfig) -> int | None:
+    """GPUs per node the job asks for; None when a custom gres does not say."""
+    if job.gres:
+        match = _GRES_GPUS.match(job.gres)
+        return int(match.group(1)) if match else None
+    return job.gpus
+
+
+def _gb(value: float) -> str:
+    return f"{value / (1 << 30):.0f} GiB"
+
+
+def problems(config: Config) -> list[str]:
+    """What keeps the preset from running as configured (empty when nothing does)."""
+    hpc, train, models = config.hpc, config.train, config.models
+    found: list[str] = []
+    job = hpc.job_for("train")
+    gpus = job_gpus(job)
+    cuda = models.device == "cuda"
+    if cuda and gpus is not None and gpus != train.num_processes:
+        found.append(
+            f"train.num_processes={train.num_processes} ranks but the train job asks for {gpus} GPU(s): set "
+            f"hpc.steps.train.gpus: {train.num_processes} (or gres) so each rank has its GPU"
+        )
+    if train.num_processes > 1 and job.nodes != 1:
+        found.append(f"train.num_processes={train.num_processes} runs its ranks on one node (torchrun --standalone), "
+                     f"but hpc.steps.train.nodes={job.nodes}: set nodes: 1 (multi-node: docs/training.md)")
+    if train.fsdp and train.quantization != "none":
+        found.append(f"train.fsdp={train.fsdp!r} with train.quantization={train.quantization!r}: FSDP over 4-bit "
+                     "weights is not supported here; use quantization: none (bf16 LoRA) with FSDP, or DDP for QLoRA")
+    params = models.base.parameters
+    if params is None:
+        return found
+    dtype = models.dtype if models.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    weights = params * _BYTES[dtype]
+    quantized = params * 0.5
+    fsdp_lean = bool(train.fsdp) and bool(train.fsdp_config.get("cpu_ram_efficient_loading"))
+    if train.quantization == "none":
+        loaders = 1 if fsdp_lean else train.num_processes
+        _check_host(found, "train", job, loaders * weights, f"{loaders} process(es) x {_gb(weights)} of {dtype} base")
+    register = hpc.job_for("register")
+    cpu_weights = params * _BYTES[models.dtype if models.dtype != "auto" else "float32"]
+    _check_host(found, "register", register, cpu_weights, f"the base on the CPU ({_gb(cpu_weights)})")
+    if cuda and job.gpu_memory:
+        per_gpu = (weights / train.num_processes if train.fsdp
+                   else quantized if train.quantization != "none" else weights)
+        _check_gpu(found, "train", job, per_gpu)
+    evaluate = hpc.job_for("evaluate")
+    if cuda and evaluate.gpu_memory:
+        _check_gpu(found, "evaluate", evaluate, weights)
+    return found
+
+
+def _check_host(found: list[str], step: str, job: SlurmJobConfig, need: float, what: str) -> None:
+    if job.mem and memory_bytes(job.mem) < need:
+        found.append(f"hpc.steps.{step}.mem={job.mem} cannot hold {what}: needs at least {_gb(need)}")
+
+
+def _check_gpu(found: list[str], step: str, job: SlurmJobConfig, need: float) -> None:
+    assert job.gpu_memory is not None
+    if memory_bytes(job.gpu_memory) < need:
+        found.append(f"hpc.steps.{step}: one GPU ({job.gpu_memory}) cannot hold the {_gb(need)} of base weights "
+                     f"one {step} process loads on it; more GPUs (FSDP), 4-bit quantization, or a bigger GPU")
