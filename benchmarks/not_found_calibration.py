@@ -1,7 +1,7 @@
 """Calibrate rag.answer.not_found_below ("not found in the sources") on FaQuAD dev; check it on FaQuAD train.
 
-For each file, its paragraphs are indexed with the configured chunker and embedder into a fresh LanceDB
-collection, and each question is scored with its own document indexed (found) and left out (absent):
+For each file, its paragraphs are chunked and embedded as the index would (exact vector search in
+memory), and each question is scored with its own document indexed (found) and left out (absent):
 the best question-passage relevance among the k retrieved passages (ptwiki_llm/rag/calibration.py).
 The threshold keeps at least --keep of FaQuAD dev's answerable questions; the train split, not used to
 choose it, shows how it carries over. Results: benchmarks/results/not_found_calibration.{json,md}.
@@ -37,7 +37,6 @@ def main() -> None:
     from ptwiki_llm.rag.calibration import rates, relevance_samples, threshold_for
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
-    from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, open_store
 
     shutil.rmtree(WORK, ignore_errors=True)
     config = load_config(REPO / "configs" / "local.yaml", {"workdir": str(WORK)})
@@ -47,11 +46,9 @@ def main() -> None:
     samples = {}
     for name in [args.calibrate_on, *args.check_on]:
         started = time.perf_counter()
-        with open_store(config) as store:
-            store.open(CollectionSpec(name=f"Calib_{Path(name).name.split('.')[0]}", dimension=embedder.dimension,
-                                      embedder=embedder.name, chunking=chunking_fingerprint(config.rag.chunking)))
-            samples[name] = relevance_samples(find_asset(name), store, chunker, embedder, config.rag, k)
-        print(name, f"{time.perf_counter() - started:.0f} s", len(samples[name].found), len(samples[name].absent))
+        samples[name] = relevance_samples(find_asset(name), chunker, embedder, config.rag, k)
+        print(name, f"{time.perf_counter() - started:.0f} s", len(samples[name].found), len(samples[name].absent),
+              flush=True)
     threshold = round(threshold_for(samples[args.calibrate_on].found, args.keep), 3)
     runs = {}
     for name, s in samples.items():

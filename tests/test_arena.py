@@ -14,6 +14,9 @@ from selenium.webdriver.common.by import By
 from tests.browser import wait_for
 from tests.conftest import workdir_config
 
+# the first test here may pay for the session's tiny pipeline run (pipeline_run): minutes on a busy machine
+pytestmark = pytest.mark.timeout(2400)
+
 
 @pytest.fixture(scope="module")
 def arena(pipeline_run):

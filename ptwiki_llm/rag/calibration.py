@@ -4,7 +4,7 @@ Every question is asked twice of an index of the file's paragraphs: once with it
 (the sources a RAG arm reads then hold the answer: "found"), and once with every passage of its own
 document left out (the answer is not in the index: "absent"). The score of one asking is what the
 answering code gates on: the best question-passage relevance (ptwiki_llm/rag/evidence.py) among the k
-passages retrieved. The threshold is the ``keep`` quantile from below of the found scores: at least that
+passages vector retrieval returns. The threshold is the ``keep`` quantile from below of the found scores: at least that
 share of answerable questions is still answered; the report says how many absent ones it turns away.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ptwiki_llm.config import RagConfig
-from ptwiki_llm.rag.evidence import source_relevance
+from ptwiki_llm.rag.chunking import text_fingerprint
 
 
 @dataclass
@@ -30,30 +30,33 @@ class RelevanceSamples:
     documents: int
 
 
-def relevance_samples(path: Path, store: Any, chunker: Any, embedder: Any, rag: RagConfig,
-                      k: int) -> RelevanceSamples:
-    """Index ``path``'s paragraphs into the open ``store`` and score every question found and absent."""
-    from ptwiki_llm.rag.index import build_index
-    from ptwiki_llm.rag.retrieval import Retriever
-    from ptwiki_llm.rag.retrieval_eval import first_gold_rank, gold_passages, load_squad
+def relevance_samples(path: Path, chunker: Any, embedder: Any, rag: RagConfig, k: int) -> RelevanceSamples:
+    """Score every question of ``path`` found and absent.
+
+    Exact vector search over the file's passages in memory: the passages are embedded once, as the index
+    embeds them, so a passage's cosine to the question is both its retrieval score and its relevance
+    (``source_relevance``), without embedding each retrieved passage again per question.
+    """
+    from ptwiki_llm.rag.retrieval_eval import gold_passages, load_squad
 
     rows, items = load_squad(path)
     gold, _ = gold_passages(rows, items, chunker)
-    report = build_index(rows, chunker, embedder, store, rag, show_progress=False)
+    chunks = [chunk for row in rows for chunk in chunker.chunk_article(row)]
+    vectors = embedder.embed_passages([c.embedding_text(rag.chunking.heading_in_embedding) for c in chunks])
+    queries = embedder.embed_queries([item.question for item in items])
     document = {row["id"]: row["title"] for row in rows}
-    retriever = Retriever(store, embedder, rag.retrieval)
-    heading = rag.chunking.heading_in_embedding
+    own = np.array([[document[c.article_id] for c in chunks]])
+    fingerprints = [text_fingerprint(c.text) for c in chunks]
     found, absent = [], []
-    for item in items:
-        ranked = retriever.retrieve(item.question, k=report.store_count, mode="vector")
-        top = ranked[:k]
-        rank = first_gold_rank(top, gold[item.qid])
-        if rank is not None:
-            found.append(max(source_relevance(embedder, item.question, top, heading)))
-        others = [h for h in ranked if document.get(h.chunk.article_id) != document[item.paragraph]][:k]
-        if others:
-            absent.append(max(source_relevance(embedder, item.question, others, heading)))
-    return RelevanceSamples(found, absent, len(items), report.store_count, len(set(document.values())))
+    for item, query in zip(items, queries, strict=True):
+        scores = vectors @ query
+        top = np.argsort(-scores, kind="stable")[:k]
+        if any(fingerprints[i] in gold[item.qid] for i in top):
+            found.append(float(scores[top].max()))
+        others = scores[own[0] != document[item.paragraph]]
+        if len(others):
+            absent.append(float(np.sort(others)[-k:].max()))
+    return RelevanceSamples(found, absent, len(items), len(chunks), len(set(document.values())))
 
 
 def threshold_for(found: Sequence[float], keep: float) -> float:

@@ -9,6 +9,9 @@ import pytest
 from ptwiki_llm.rag.evidence import NOT_FOUND, split_sentences
 from tests.conftest import TINY_RUN_ARTICLES, run_cli, workdir_config
 
+# the first test here may pay for the session's tiny pipeline run (pipeline_run): minutes on a busy machine
+pytestmark = pytest.mark.timeout(2400)
+
 
 def test_sentences_split_at_portuguese_sentence_ends():
     text = ("Andrea Mantegna (Isola di Carturo, 1431 — Mântua, 13 de setembro de 1506) foi um pintor italiano. "
