@@ -39,13 +39,18 @@ def _p(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=str(REPO / ".ptwiki"))
+    parser.add_argument("--arms", nargs="*", help="arms to run (default: evaluation.arms)")
+    parser.add_argument("--note", default="", help="what the results file must say about this workdir")
     parser.add_argument("--questions", type=int, default=10)
     args = parser.parse_args()
 
     from ptwiki_llm.rag.answering import Answerer
     from ptwiki_llm.rag.examples import example_questions
 
-    config = load_config(REPO / "configs" / "local.yaml", {"workdir": args.workdir})
+    overrides: dict = {"workdir": args.workdir}
+    if args.arms:
+        overrides["evaluation"] = {"arms": args.arms}
+    config = load_config(REPO / "configs" / "local.yaml", overrides)
     started = time.perf_counter()
     answerer = Answerer(config)
     arms, _ = answerer.compare_arms()
@@ -82,7 +87,7 @@ def main() -> None:
         "# Warm latency of `ask --rag` and `compare`", "",
         f"{machine['date_utc']}; {describe_machine(machine)}. **The machine was shared** with other engineers' "
         "tests and pipelines while this ran (load average well above the 2 cores), so these are upper bounds "
-        "for an idle machine of this kind.", "",
+        "for an idle machine of this kind.", "", *([args.note, ""] if args.note else []),
         f"One Answerer loads {', '.join(dict.fromkeys(a.model for a in arms))}, the retriever and the embedder "
         f"once: **{summary['cold_load_s']} s** (cold). Then {len(rows)} questions "
         f"({len(examples)} from `ask --examples`, the rest off the sample's topics; {summary['not_found']} of "

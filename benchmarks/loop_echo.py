@@ -72,7 +72,10 @@ def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, rag: bool, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=str(REPO / ".ptwiki"))
+    parser.add_argument("--arms", nargs="*", help="arms to run (default: evaluation.arms)")
+    parser.add_argument("--note", default="", help="what the results file must say about this workdir")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--name", default="loop_echo", help="results file name under benchmarks/results/")
     args = parser.parse_args()
 
     import torch
@@ -82,7 +85,10 @@ def main() -> None:
     from ptwiki_llm.evaluation.run import EvalItems, model_precision, retrieve
     from ptwiki_llm.rag.generation import StopRules, generate_answers
 
-    config = load_config(REPO / "configs" / "local.yaml", {"workdir": args.workdir})
+    overrides: dict = {"workdir": args.workdir}
+    if args.arms:
+        overrides["evaluation"] = {"arms": args.arms}
+    config = load_config(REPO / "configs" / "local.yaml", overrides)
     ev, answer = config.evaluation, config.rag.answer
     versions = registry_versions(config, None)
     arms, notes = plan_arms(config, versions)
@@ -115,7 +121,7 @@ def main() -> None:
                                 "seconds": round(time.perf_counter() - started, 1)}
                 examples[key] = [{"question": q, "raw": g.raw, "shown": g.shown, "loop": g.loop, "echo": g.echo}
                                  for q, g in zip(questions[:5], generated[:5], strict=True)]
-                print(key, {k: v for k, v in results[key].items() if k not in ("arm", "setting", "when")})
+                print(key, {k: v for k, v in results[key].items() if k not in ("arm", "setting", "when")}, flush=True)
         del model, tokenizer
         release_memory()
     machine = benchmark_machine("ptwiki-llm", "torch", "transformers", "peft")
@@ -130,6 +136,7 @@ def main() -> None:
         f"v{versions.challenger}. Items: the evaluation's QA items ({counts} "
         "questions), greedy decoding. loop = the generated text repeats a line, sentence or 5-word run; echo = "
         "what is shown only restates the question (shown as \"(no answer)\"); no answer = nothing left to show.",
+        *(["", args.note] if args.note else []),
         "", "| arm | prompts | when | new tokens | loop | echo | **loop or echo** | no answer | mean chars |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -141,7 +148,7 @@ def main() -> None:
               f"{ev.rag_k} passages) and budget; ask = the question alone as `ask`/`compare` prompt it "
               f"({config.rag.retrieval.k} passages), {FORMER_MAX_NEW_TOKENS} tokens before, "
               f"{answer.question_max_new_tokens} after. Per-arm examples (first 5 items): loop_echo.json."]
-    write_results("loop_echo", out, "\n".join(lines) + "\n")
+    write_results(args.name, out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
