@@ -12,6 +12,7 @@ Usage: PTWIKI_ASSET_PATH=../shared .venv/bin/python benchmarks/not_found_calibra
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -49,7 +50,8 @@ def main() -> None:
         samples[name] = relevance_samples(find_asset(name), chunker, embedder, config.rag, k)
         print(name, f"{time.perf_counter() - started:.0f} s", len(samples[name].found), len(samples[name].absent),
               flush=True)
-    threshold = round(threshold_for(samples[args.calibrate_on].found, args.keep), 3)
+    # rounded down, so that the config's 3 decimals still keep at least --keep of the found questions
+    threshold = math.floor(threshold_for(samples[args.calibrate_on].found, args.keep) * 1000) / 1000
     runs = {}
     for name, s in samples.items():
         runs[name] = {"questions": s.questions, "passages": s.passages, "documents": s.documents,

@@ -243,9 +243,9 @@ class AnswerConfig(_Section):
         default_factory=lambda: ["\n\n"], description="a question's answer ends at the first of these (a blank line)"
     )
     stop_on_repetition: bool = Field(True, description="stop when a line, sentence or run of 5 words repeats")
-    # ptwiki_llm/rag/calibration.py on FaQuAD dev: keeps 95% of questions whose passage is indexed
+    # benchmarks/not_found_calibration.py (FaQuAD dev): keeps 95% of the questions whose answer passage is retrieved
     not_found_below: float | None = Field(
-        0.0, description="best source relevance (question-passage cosine) under which RAG says 'not found'; "
+        0.868, description="best source relevance (question-passage cosine) under which RAG says 'not found'; "
         "None = never"
     )
     evidence_sentences: int = Field(2, ge=0, description="sentences of the sources shown under a RAG answer")
