@@ -11,6 +11,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ptwiki_llm.config import Config, load_config
 
@@ -545,7 +546,8 @@ def compare(
     table.add_column("answer", overflow="fold")
     table.add_column("evidence (source sentences)", overflow="fold")
     for answer in comparison.answers:
-        table.add_row(answer.model + ("+rag" if answer.rag else ""), answer.text, _evidence_lines(answer))
+        # Text: answers and sources are shown as written, never read as rich markup
+        table.add_row(answer.model + ("+rag" if answer.rag else ""), Text(answer.text), Text(_evidence_lines(answer)))
     console.print(table)
     _print_sources(comparison)
     console.print(f"[dim]{comparison.seconds:.1f} s[/dim]")

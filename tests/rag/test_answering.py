@@ -99,5 +99,5 @@ def test_cli_ask_examples_ask_and_compare(pipeline_run, example):
 
     compared = run_cli(workdir, "compare", example.question, max_articles=TINY_RUN_ARTICLES, **env)
     assert compared.returncode == 0, compared.stdout[-3000:] + compared.stderr[-3000:]
-    for label in ("base", "base+rag", "ft v1", "ft v1+rag", "evidence (source sentences)", "Fontes", "[1] "):
+    for label in ("base", "base+rag", "ft v1", "ft v1+rag", "evidence", "Fontes", "[1] "):
         assert label in compared.stdout, label
