@@ -242,8 +242,8 @@ def index(
 
 ASK_EXAMPLES = """Examples (questions the default sample's index answers; `ptwiki-llm ask --examples` lists more):
 
-    ptwiki-llm ask "Onde nasceu Andrea Mantegna?" --rag
-    ptwiki-llm ask "Em que ano morreu Andrea Mantegna?" --rag --adapter challenger
+    ptwiki-llm ask "Onde nasceu Walter D'Ávila?" --rag
+    ptwiki-llm ask "Em que ano morreu Walter D'Ávila?" --rag --adapter challenger
 """
 
 
@@ -522,7 +522,7 @@ def evaluate(
     _print_evaluation(result)
 
 
-@app.command(epilog='Example: ptwiki-llm compare "Onde nasceu Andrea Mantegna?"')
+@app.command(epilog='Example: ptwiki-llm compare "Onde nasceu Walter D\'Ávila?"')
 def compare(
     question: Annotated[str, typer.Argument(help="a question in Portuguese")],
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default rag.retrieval.k)")] = None,
