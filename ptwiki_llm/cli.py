@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ptwiki_llm import __version__
 from ptwiki_llm.cli_entry import CliGroup, fix_flag_help
@@ -288,61 +289,77 @@ def index(
     console.print(table)
 
 
-@app.command()
+ASK_EXAMPLES = """Examples (questions the default sample's index answers; `ptwiki-llm ask --examples` lists more):
+
+    ptwiki-llm ask "Onde nasceu Walter D'Ávila?" --rag
+    ptwiki-llm ask "Em que ano morreu Walter D'Ávila?" --rag --adapter challenger
+"""
+
+
+def _print_sources(comparison: Any) -> None:
+    if not comparison.hits:
+        return
+    console.print("[bold]Fontes[/bold]")
+    for number, (hit, relevance) in enumerate(zip(comparison.hits, comparison.relevance, strict=True), 1):
+        section = f" — {hit.chunk.section}" if hit.chunk.section else ""
+        console.print(f"[{number}] {hit.chunk.title}{section}  {hit.chunk.url}  (relevance {relevance:.3f})",
+                      markup=False, highlight=False)
+    if comparison.not_found:
+        console.print(f"(best relevance {max(comparison.relevance, default=0):.3f} is under "
+                      f"rag.answer.not_found_below = {comparison.threshold}, calibrated on FaQuAD: the sources "
+                      "do not hold the answer)", markup=False, highlight=False)
+
+
+def _evidence_lines(answer: Any) -> str:
+    return "\n".join(f"[{e.source}] \u201c{e.sentence}\u201d" for e in answer.evidence)
+
+
+@app.command(epilog=ASK_EXAMPLES)
 def ask(
-    question: Annotated[str, typer.Argument(help="a question in Portuguese")],
+    question: Annotated[str | None, typer.Argument(help="a question in Portuguese")] = None,
     rag: Annotated[bool, typer.Option("--rag", help="answer from retrieved Wikipedia passages")] = False,
     adapter: Annotated[str | None, typer.Option(
         "--adapter", help="use the registered adapter with this alias: champion or challenger")] = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default rag.retrieval.k)")] = None,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="hybrid (BM25 + vector) retrieval")] = False,
+    examples: Annotated[bool, typer.Option(
+        "--examples", help="list questions about indexed articles that retrieval finds, and exit")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Answer a question with the base model (or an adapter), optionally grounded in retrieved sources."""
-    from ptwiki_llm.rag.answer import answer_question
+    """Answer a question with the base model (or an adapter); with --rag, from retrieved sources, with evidence."""
+    from ptwiki_llm.rag.answering import Answerer
 
     cfg = _load(config, set_)
+    if examples:
+        _print_examples(cfg)
+        return
+    if question is None:
+        raise typer.BadParameter("give a question (or --examples to list some)")
     if adapter is not None and adapter not in ("champion", "challenger"):
         raise typer.BadParameter("--adapter must be 'champion' or 'challenger'")
     if hybrid and not rag:
         raise typer.BadParameter("--hybrid needs --rag")
-    hits = None
-    try:
-        if rag:
-            from ptwiki_llm.rag.pointer import current_collection
-            from ptwiki_llm.rag.retrieval import open_retriever
+    answerer = Answerer(cfg)
+    arm = answerer.arm({"challenger": "ft", "champion": "champion"}.get(adapter or "", "base"), rag)
+    comparison = answerer.answer(question, [arm], k=k, hybrid=hybrid)
+    (answer,) = comparison.answers
+    console.print(answer.text, markup=False, highlight=False)
+    if answer.evidence:
+        console.print("\n[bold]Evidência[/bold]")
+        console.print(_evidence_lines(answer), markup=False, highlight=False)
+    if rag:
+        console.print()
+        _print_sources(comparison)
 
-            retriever = open_retriever(cfg, current_collection(cfg))
-            try:
-                hits = retriever.retrieve(question, k=k, mode="hybrid" if hybrid else None)
-            finally:
-                retriever.close()
-            if not hits:
-                console.print("[yellow]no passages retrieved; answering without sources[/yellow]")
-        if adapter:
-            from ptwiki_llm.registry import load_for_inference
 
-            model, tokenizer = load_for_inference(cfg, adapter)
-        else:
-            from ptwiki_llm.models import load_causal_lm
+def _print_examples(cfg: Config) -> None:
+    from ptwiki_llm.rag.examples import example_questions
 
-            model, tokenizer = load_causal_lm(cfg)
-        answer = answer_question(question, model, tokenizer, cfg.rag.answer, hits)
-    except UserError:
-        raise  # one line, at the entry point
-    except Exception as exc:  # missing index/model/registry entry: say which, no traceback
-        console.print(f"[red]ask failed:[/red] {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from exc
-    console.print(answer.text)
-    if rag and answer.sources:
-        console.print("\n[bold]Fontes[/bold]")
-        for number, hit in enumerate(answer.sources, 1):
-            section = f" — {hit.chunk.section}" if hit.chunk.section else ""
-            console.print(f"[{number}] {hit.chunk.title}{section}  {hit.chunk.url}", markup=False, highlight=False)
-        if answer.sources_left_out or answer.sources_truncated:
-            console.print(f"({answer.sources_truncated} source(s) cut and {answer.sources_left_out} left out to fit "
-                          f"the context budget)")
+    found = example_questions(cfg)
+    console.print("Questions about indexed articles (retrieval ranks the article first):")
+    for example in found:
+        console.print(f'  ptwiki-llm ask "{example.question}" --rag    [dim]# {example.title}[/dim]')
 
 
 # --- models: staging and the adapter registry (ptwiki_llm/models.py, ptwiki_llm/registry.py) ------
@@ -548,57 +565,47 @@ def evaluate(
     _print_evaluation(result)
 
 
-@app.command()
+@app.command(epilog='Example: ptwiki-llm compare "Onde nasceu Walter D\'Ávila?"')
 def compare(
     question: Annotated[str, typer.Argument(help="a question in Portuguese")],
     k: Annotated[int | None, typer.Option("--k", min=1, help="passages to retrieve (default rag.retrieval.k)")] = None,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="hybrid (BM25 + vector) retrieval")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """One question, every arm (evaluation.arms) side by side; RAG arms show their sources."""
-    from ptwiki_llm.evaluation.arms import load_arm_model, plan_arms, registry_versions, release_memory
-    from ptwiki_llm.rag.answer import answer_question
+    """One question, every arm (evaluation.arms) side by side; RAG arms show their evidence and sources."""
+    from ptwiki_llm.rag.answering import Answerer
 
     cfg = _load(config, set_)
-    try:
-        versions = registry_versions(cfg, None)
-        arms, notes = plan_arms(cfg, versions)
-        hits = None
-        if any(arm.rag for arm in arms):
-            from ptwiki_llm.rag.pointer import current_collection
-            from ptwiki_llm.rag.retrieval import open_retriever
-
-            retriever = open_retriever(cfg, current_collection(cfg))
-            try:
-                hits = retriever.retrieve(question, k=k)
-            finally:
-                retriever.close()
-        answers = {}
-        for model_name in dict.fromkeys(arm.model for arm in arms):
-            model, tokenizer = load_arm_model(cfg, model_name, versions)
-            for arm in (a for a in arms if a.model == model_name):
-                answers[arm.name] = answer_question(question, model, tokenizer, cfg.rag.answer,
-                                                    hits if arm.rag else None)
-            del model, tokenizer
-            release_memory()
-    except UserError:
-        raise  # one line, at the entry point
-    except Exception as exc:  # no challenger/index/model: the message says which and what to run
-        console.print(f"[red]compare failed:[/red] {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from exc
+    answerer = Answerer(cfg)
+    arms, notes = answerer.compare_arms()
+    comparison = answerer.answer(question, arms, k=k, hybrid=hybrid, notes=notes)
     table = Table(title=question, show_lines=True)
     table.add_column("arm")
     table.add_column("answer", overflow="fold")
-    table.add_column("sources", overflow="fold")
-    for arm in arms:
-        answer = answers[arm.name]
-        model = {"ft": f"v{versions.challenger}", "champion": f"v{versions.champion}"}.get(arm.model, "")
-        sources = "\n".join(f"[{n}] {h.chunk.title}{' — ' + h.chunk.section if h.chunk.section else ''} {h.chunk.url}"
-                             for n, h in enumerate(answer.sources, 1))
-        table.add_row(f"{arm.name} {model}".strip(), answer.text, sources or ("(no sources)" if arm.rag else ""))
+    table.add_column("evidence (source sentences)", overflow="fold")
+    for answer in comparison.answers:
+        # Text: answers and sources are shown as written, never read as rich markup
+        table.add_row(answer.model + ("+rag" if answer.rag else ""), Text(answer.text), Text(_evidence_lines(answer)))
     console.print(table)
-    for note in notes:
+    _print_sources(comparison)
+    console.print(f"[dim]{comparison.seconds:.1f} s[/dim]")
+    for note in comparison.notes:
         console.print(f"[dim]{note}[/dim]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to bind (loopback unless told otherwise)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="port to listen on")] = 8000,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """The arena page: one question, every arm's answer side by side with evidence and sources."""
+    from ptwiki_llm.arena import serve as serve_arena
+
+    cfg = _load(config, set_)
+    serve_arena(cfg, host, port, log=console.print)  # a missing challenger/index/model is a one-line UserError
 
 
 if __name__ == "__main__":

@@ -241,7 +241,23 @@ class RetrievalConfig(_Section):
 
 
 class AnswerConfig(_Section):
-    max_new_tokens: int = Field(200, ge=1)
+    max_new_tokens: int = Field(200, ge=1, description="answer tokens for requests that are not questions")
+    question_max_new_tokens: int = Field(
+        48, ge=1, description="answer tokens for a question (text ending in '?'): a sentence or two"
+    )
+    stop_strings: list[str] = Field(
+        default_factory=lambda: ["\n\n"], description="a question's answer ends at the first of these (a blank line)"
+    )
+    stop_on_repetition: bool = Field(True, description="stop when a line, sentence or run of 5 words repeats")
+    # benchmarks/not_found_calibration.py (FaQuAD dev): keeps 95% of the questions whose answer passage is retrieved
+    not_found_below: float | None = Field(
+        0.868, description="best source relevance (question-passage cosine) under which RAG says 'not found'; "
+        "None = never"
+    )
+    evidence_sentences: int = Field(2, ge=0, description="sentences of the sources shown under a RAG answer")
+    bf16_autocast: Literal["auto"] | bool = Field(
+        "auto", description="generate with bf16 matmuls over float32 weights; auto = where the hardware has bf16"
+    )
     max_context_tokens: int | None = Field(
         2048, ge=256, description="prompt + answer token budget; None = the model's context length"
     )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +60,44 @@ def clean_env(monkeypatch):
         if name.startswith("PTWIKI_") and name != "PTWIKI_ASSET_PATH":
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+def run_cli(workdir: Path, *args: str, max_articles: int = 80, timeout: int = 600,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    """``ptwiki-llm ARGS --config configs/local.yaml`` in a fresh process on ``workdir``, offline."""
+    environ = dict(os.environ, PTWIKI_WORKDIR=str(workdir), PTWIKI_DATA__MAX_ARTICLES=str(max_articles),
+                   HF_HUB_OFFLINE="1", COLUMNS="200", **env)
+    command = [sys.executable, "-m", "ptwiki_llm.cli", *args, "--config", str(REPO / "configs" / "local.yaml")]
+    return subprocess.run(command, cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+# every step on a slice of the sample, in a few minutes: a registered challenger, an index and an evaluation
+TINY_RUN = ("--set", "train.max_steps=2", "--set", "train.eval_steps=2", "--set", "train.save_steps=2",
+            "--set", "train.max_seq_length=64", "--set", "train.max_train_examples=8",
+            "--set", "train.max_eval_examples=2", "--set", "evaluation.probes.count=4",
+            "--set", "evaluation.qa.max_questions=2", "--set", "evaluation.lm.max_texts=2",
+            "--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap.samples=100")
+TINY_RUN_ARTICLES = 12
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, asset) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """(workdir, output) of one `ptwiki-llm run` on 12 articles, shared by the tests that need a trained,
+    registered and indexed workdir (the full-pipeline test, ask/compare, the arena)."""
+    for name in ("data/ptwiki_namespace_0_sample.tar.gz", "models/smollm2-135m-instruct-gguf",
+                 "models/multilingual-e5-small-enpt", "data/faquad_dev.json.gz"):
+        asset(name)
+    workdir = tmp_path_factory.mktemp("pipeline-run")
+    result = run_cli(workdir, "run", *TINY_RUN, max_articles=TINY_RUN_ARTICLES, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, result
+
+
+def workdir_config(workdir: Path) -> Any:
+    """The config of the CLI calls on a `pipeline_run` workdir, for in-process use (embedder on CPU)."""
+    from ptwiki_llm.config import load_config
+
+    return load_config(REPO / "configs" / "local.yaml",
+                       {"workdir": str(workdir), "data": {"max_articles": TINY_RUN_ARTICLES},
+                        "rag": {"embedding": {"device": "cpu"}}},
+                       environ={k: v for k, v in os.environ.items() if k == "PTWIKI_ASSET_PATH"})

@@ -109,19 +109,10 @@ def test_changed_format_config_reruns_only_format(first_run):
 
 
 @pytest.mark.slow
-def test_full_pipeline_trains_registers_and_indexes(tmp_path, asset):
+def test_full_pipeline_trains_registers_and_indexes(pipeline_run):
     """`ptwiki-llm run`: all steps on a tiny slice, one MLflow parent over every step, a registered and evaluated
     adapter."""
-    asset("data/ptwiki_namespace_0_sample.tar.gz")
-    asset("models/smollm2-135m-instruct-gguf")
-    asset("models/multilingual-e5-small-enpt")
-    tiny = ["--set", "train.max_steps=2", "--set", "train.eval_steps=2", "--set", "train.save_steps=2",
-            "--set", "train.max_seq_length=64", "--set", "train.max_train_examples=8",
-            "--set", "train.max_eval_examples=2", "--set", "evaluation.probes.count=4",
-            "--set", "evaluation.qa.max_questions=2", "--set", "evaluation.lm.max_texts=2",
-            "--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap.samples=100"]
-    result = _cli(tmp_path, "run", *tiny, max_articles=12)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tmp_path, result = pipeline_run
     for row in ("registered adapter", "held-out perplexity", "RAG index", "evaluation report", "promotion gate"):
         assert row in result.stdout, row
     client, runs = _mlflow_runs(tmp_path)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ptwiki_llm.config import Config, GateConfig
 
-LOWER_IS_BETTER = frozenset({"perplexity", "bits_per_byte"})
+LOWER_IS_BETTER = frozenset({"perplexity", "bits_per_byte", "loop_or_echo"})
 
 
 def lower_is_better(metric: str) -> bool:

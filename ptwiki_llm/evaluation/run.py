@@ -23,7 +23,7 @@ from ptwiki_llm.evaluation.qa import QaRetrieval, QaTask, load_qa_task, resolve_
 from ptwiki_llm.evaluation.scoring import cloze_scores, text_nll
 from ptwiki_llm.evaluation.summary import summarize
 from ptwiki_llm.progress import progress_bar
-from ptwiki_llm.rag.answer import generate_batch
+from ptwiki_llm.rag.generation import Generated, StopRules, generate_answers
 
 CLOSED_BOOK_NOTE = ("Arms without RAG answer QA questions closed-book (the question alone); RAG arms read passages "
                     "retrieved from an index of the QA file's own contexts. Probes of RAG arms retrieve with the "
@@ -163,22 +163,26 @@ def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Confi
             prepared.append((task, item, prompt, used))
     # similar lengths together: less padding; the answers go back to item order
     order = sorted(range(len(prepared)), key=lambda i: (len(prepared[i][2]), i))
-    answers: dict[int, str] = {}
+    answers: dict[int, Generated] = {}
+    rules = StopRules(ev.max_new_tokens, tuple(config.rag.answer.stop_strings), config.rag.answer.stop_on_repetition)
     with progress_bar(f"{arm.name}: QA", len(prepared), show_progress) as advance:
         for batch_number, start in enumerate(range(0, len(order), ev.batch_size)):
             batch = order[start : start + ev.batch_size]
-            texts = generate_batch(model, tokenizer, [prepared[i][2] for i in batch], ev.max_new_tokens,
-                                   sample=ev.decoding == "sample", temperature=ev.temperature, top_p=ev.top_p,
-                                   seed=config.seed + batch_number)
+            texts = generate_answers(model, tokenizer, [prepared[i][2] for i in batch],
+                                     [f"{prepared[i][1].question}\n{ev.qa.instruction}" for i in batch], rules,
+                                     sample=ev.decoding == "sample", temperature=ev.temperature, top_p=ev.top_p,
+                                     seed=config.seed + batch_number)
             answers.update(zip(batch, texts, strict=True))
             advance(len(batch))
     rows = []
     for index, (task, item, _, used) in enumerate(prepared):
-        answer = answers[index]
+        generated = answers[index]
+        answer = generated.text  # "" when the answer only restated the question
         row: dict[str, Any] = {
             "item_id": f"{task.name}:{item.qid}", "arm": arm.name, "file": task.name, "question": item.question,
             "golds": list(item.answers), "answer": answer, "exact_match": exact_match(answer, item.answers),
-            "f1": token_f1(answer, item.answers),
+            "f1": token_f1(answer, item.answers), "raw_answer": generated.raw,
+            "loop_or_echo": float(generated.loop_or_echo),
         }
         if arm.rag:
             retrieval = items.qa_retrieval[task.name]

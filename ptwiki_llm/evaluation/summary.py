@@ -45,6 +45,8 @@ def task_statistics(task: str, rows: Sequence[dict[str, Any]], recall_k: Sequenc
     elif task == "qa":
         em, f1 = _column(rows, "exact_match"), _column(rows, "f1")
         stats = {"qa.exact_match": mean_of(em), "qa.f1": mean_of(f1)}
+        if all("loop_or_echo" in r for r in rows):  # generated text that looped or only restated the question
+            stats["qa.loop_or_echo"] = mean_of(_column(rows, "loop_or_echo"))
         files = np.array([r["file"] for r in rows])
         if len(set(files)) > 1:
             for name in sorted(set(files)):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptwiki_llm.config import AnswerConfig
+from ptwiki_llm.rag.generation import Generated, StopRules, generate_answers, is_short_question
 from ptwiki_llm.rag.stores import Hit
 
 SYSTEM_RAG = (
@@ -31,6 +32,7 @@ class Answer:
     prompt_tokens: int = 0
     sources_truncated: int = 0
     sources_left_out: int = 0
+    generated: Generated | None = None  # the generated text, where it stopped, and whether it looped or echoed
 
 
 def _count(tokenizer: Any, text: str) -> int:
@@ -109,30 +111,24 @@ def build_prompt(tokenizer: Any, question: str, hits: list[Hit], budget_tokens: 
 
 def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, *,
                    sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
-    """Answers to ``prompts`` generated together (left padding); greedy unless ``sample``, seeded."""
-    import torch
-
-    if not prompts:
-        return []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    inputs = {k: v.to(next(model.parameters()).device) for k, v in inputs.items()}
-    options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new_tokens, "pad_token_id": pad}
-    if sample:
-        options.update(temperature=temperature, top_p=top_p)
-    else:  # the model's generation_config may carry sampling settings that greedy decoding warns about
-        options.update(temperature=None, top_p=None, top_k=None)
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        output = model.generate(**inputs, **options)
-    new = output[:, inputs["input_ids"].shape[1]:]
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+    """What the model generates for ``prompts`` (left padding), with no stop rule but EOS and ``max_new_tokens``;
+    greedy unless ``sample``, seeded. Answers a person reads go through :func:`answer_question` instead."""
+    rules = StopRules(max_new_tokens=max_new_tokens, stop_strings=(), stop_on_repetition=False)
+    generated = generate_answers(model, tokenizer, prompts, prompts, rules, sample=sample, temperature=temperature,
+                                 top_p=top_p, seed=seed)
+    return [g.raw for g in generated]
 
 
 def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
     """Greedy decoding (answers are reproducible); returns only the new text."""
     return generate_batch(model, tokenizer, [prompt], max_new_tokens)[0]
+
+
+def stop_rules(question: str, cfg: AnswerConfig) -> StopRules:
+    """A question gets a short budget and ends at a blank line; any other request the long budget."""
+    if is_short_question(question):
+        return StopRules(cfg.question_max_new_tokens, tuple(cfg.stop_strings), cfg.stop_on_repetition)
+    return StopRules(cfg.max_new_tokens, (), cfg.stop_on_repetition)
 
 
 def answer_question(question: str, model: Any, tokenizer: Any, cfg: AnswerConfig,
@@ -141,7 +137,8 @@ def answer_question(question: str, model: Any, tokenizer: Any, cfg: AnswerConfig
     question = question.strip()
     if not question:
         raise ValueError("empty question")
-    budget = context_budget(model, cfg)
+    rules = stop_rules(question, cfg)
+    budget = context_budget(model, cfg.model_copy(update={"max_new_tokens": rules.max_new_tokens}))
     if hits:
         prompt, used, truncated = build_prompt(tokenizer, question, hits, budget, cfg)
     else:
@@ -149,6 +146,6 @@ def answer_question(question: str, model: Any, tokenizer: Any, cfg: AnswerConfig
     prompt_tokens = _count(tokenizer, prompt)
     if prompt_tokens > budget:
         raise ValueError(f"the question alone takes {prompt_tokens} tokens, over the budget of {budget}")
-    text = generate(model, tokenizer, prompt, cfg.max_new_tokens)
-    return Answer(question=question, text=text, sources=used, prompt=prompt, prompt_tokens=prompt_tokens,
-                  sources_truncated=truncated, sources_left_out=len(hits or []) - len(used))
+    (generated,) = generate_answers(model, tokenizer, [prompt], [question], rules)
+    return Answer(question=question, text=generated.shown, sources=used, prompt=prompt, prompt_tokens=prompt_tokens,
+                  sources_truncated=truncated, sources_left_out=len(hits or []) - len(used), generated=generated)

@@ -1,0 +1,155 @@
+"""Share of answers that loop or echo the question, before and after the stop rules, per arm.
+
+On the evaluation's QA items (the seeded FaQuAD dev questions of `evaluation.qa`, RAG arms reading the
+passages retrieved from FaQuAD's own index), every arm of the default workdir (base, base+rag, the
+registered challenger ft, ft+rag) answers twice in each of two settings:
+
+- evaluation: the evaluation's prompts (question + short-answer instruction, `evaluation.rag_k` passages)
+  and token budget (`evaluation.max_new_tokens`), exactly as `run_qa` generates them;
+- ask: the question alone, as `ptwiki-llm ask` and `compare` prompt (`rag.retrieval.k` passages), with the
+  former default of 200 new tokens before, and the question budget (`rag.answer.question_max_new_tokens`)
+  after.
+
+"before" generates with no stop rule but EOS and the budget (what every path did before); "after" with
+`rag.answer` stop rules (blank line, repetition). A generation loops when its text repeats a line,
+sentence or 5-word run; it echoes when what is shown only restates the question
+(ptwiki_llm/rag/generation.py). Results: benchmarks/results/loop_echo.{json,md}.
+
+Usage: PTWIKI_ASSET_PATH=../shared .venv/bin/python benchmarks/loop_echo.py [--workdir .ptwiki]
+(needs a workdir with a registered challenger: `ptwiki-llm run`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._common import benchmark_machine, describe_machine, write_results  # noqa: E402
+from ptwiki_llm.config import Config, load_config  # noqa: E402
+
+FORMER_MAX_NEW_TOKENS = 200  # rag.answer.max_new_tokens, the only budget `ask` had before the stop rules
+
+
+def _rates(generated: list[Any]) -> dict[str, float]:
+    n = len(generated) or 1
+    return {"loop": sum(g.loop for g in generated) / n, "echo": sum(g.echo for g in generated) / n,
+            "loop_or_echo": sum(g.loop_or_echo for g in generated) / n,
+            "no_answer": sum(not g.text for g in generated) / n,
+            "mean_chars": sum(len(g.raw) for g in generated) / n}
+
+
+def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, rag: bool, setting: str) -> tuple[list, list]:
+    from ptwiki_llm.rag.answer import build_prompt, context_budget, render_prompt
+
+    ev = config.evaluation
+    if setting == "evaluation":
+        k, answer_cfg = ev.rag_k or config.rag.retrieval.k, config.rag.answer.model_copy(
+            update={"max_new_tokens": ev.max_new_tokens})
+    else:
+        k, answer_cfg = config.rag.retrieval.k, config.rag.answer.model_copy(
+            update={"max_new_tokens": FORMER_MAX_NEW_TOKENS})
+    budget = context_budget(model, answer_cfg)
+    prompts, questions = [], []
+    for task in items.qa:
+        retrieval = items.qa_retrieval[task.name]
+        for item in task.items:
+            question = f"{item.question}\n{ev.qa.instruction}".strip() if setting == "evaluation" else item.question
+            if rag:
+                prompt, _, _ = build_prompt(tokenizer, question, retrieval.hits[item.qid][:k], budget, answer_cfg)
+            else:
+                prompt = render_prompt(tokenizer, question, [])
+            prompts.append(prompt)
+            questions.append(question)
+    return prompts, questions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=str(REPO / ".ptwiki"))
+    parser.add_argument("--arms", nargs="*", help="arms to run (default: evaluation.arms)")
+    parser.add_argument("--note", default="", help="what the results file must say about this workdir")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--name", default="loop_echo", help="results file name under benchmarks/results/")
+    args = parser.parse_args()
+
+    import torch
+
+    from ptwiki_llm.evaluation.arms import load_arm_model, plan_arms, registry_versions, release_memory
+    from ptwiki_llm.evaluation.qa import load_qa_task, resolve_qa_files
+    from ptwiki_llm.evaluation.run import EvalItems, model_precision, retrieve
+    from ptwiki_llm.rag.generation import StopRules, generate_answers
+
+    overrides: dict = {"workdir": args.workdir}
+    if args.arms:
+        overrides["evaluation"] = {"arms": args.arms}
+    config = load_config(REPO / "configs" / "local.yaml", overrides)
+    ev, answer = config.evaluation, config.rag.answer
+    versions = registry_versions(config, None)
+    arms, notes = plan_arms(config, versions)
+    items = EvalItems(qa=[load_qa_task(path, ev.qa.max_questions, config.seed) for path in resolve_qa_files(config)])
+    retrieve(config, items, None, show_progress=False)
+    stops = tuple(answer.stop_strings)
+    settings = {
+        ("evaluation", "before"): StopRules(ev.max_new_tokens, (), False),
+        ("evaluation", "after"): StopRules(ev.max_new_tokens, stops, answer.stop_on_repetition),
+        ("ask", "before"): StopRules(FORMER_MAX_NEW_TOKENS, (), False),
+        ("ask", "after"): StopRules(answer.question_max_new_tokens, stops, answer.stop_on_repetition),
+    }
+    results: dict[str, Any] = {}
+    examples: dict[str, Any] = {}
+    for model_name in dict.fromkeys(arm.model for arm in arms):
+        model, tokenizer = load_arm_model(config, model_name, versions)
+        precision = model_precision(model, ev.bf16_autocast)
+        for arm in (a for a in arms if a.model == model_name):
+            for (setting, when), rules in settings.items():
+                prompts, questions = _prompts(config, tokenizer, model, items, arm.rag, setting)
+                started = time.perf_counter()
+                generated = []
+                with torch.autocast(precision.device, dtype=torch.bfloat16, enabled=precision.autocast):
+                    for start in range(0, len(prompts), args.batch_size):
+                        generated += generate_answers(model, tokenizer, prompts[start : start + args.batch_size],
+                                                      questions[start : start + args.batch_size], rules)
+                key = f"{arm.name} | {setting} | {when}"
+                results[key] = {"arm": arm.name, "setting": setting, "when": when, "items": len(generated),
+                                "max_new_tokens": rules.max_new_tokens, **_rates(generated),
+                                "seconds": round(time.perf_counter() - started, 1)}
+                examples[key] = [{"question": q, "raw": g.raw, "shown": g.shown, "loop": g.loop, "echo": g.echo}
+                                 for q, g in zip(questions[:5], generated[:5], strict=True)]
+                print(key, {k: v for k, v in results[key].items() if k not in ("arm", "setting", "when")}, flush=True)
+        del model, tokenizer
+        release_memory()
+    machine = benchmark_machine("ptwiki-llm", "torch", "transformers", "peft")
+    out = {"benchmark": "loop_echo", "machine": machine, "workdir": args.workdir,
+           "versions": {"challenger": versions.challenger, "champion": versions.champion}, "notes": notes,
+           "qa_items": {t.name: len(t.items) for t in items.qa}, "results": results, "examples": examples}
+    counts = ", ".join(f"{name}: {count}" for name, count in out["qa_items"].items())
+    lines = [
+        "# Answers that loop or echo the question: before and after the stop rules", "",
+        f"{machine['date_utc']}; {describe_machine(machine)}; the machine was shared with other work (times are "
+        f"not speed measurements). Default workdir (`ptwiki-llm run`, configs/local.yaml): ft = challenger "
+        f"v{versions.challenger}. Items: the evaluation's QA items ({counts} "
+        "questions), greedy decoding. loop = the generated text repeats a line, sentence or 5-word run; echo = "
+        "what is shown only restates the question (shown as \"(no answer)\"); no answer = nothing left to show.",
+        *(["", args.note] if args.note else []),
+        "", "| arm | prompts | when | new tokens | loop | echo | **loop or echo** | no answer | mean chars |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results.values():
+        lines.append(f"| {r['arm']} | {r['setting']} | {r['when']} | {r['max_new_tokens']} | {r['loop']:.0%} | "
+                     f"{r['echo']:.0%} | **{r['loop_or_echo']:.0%}** | {r['no_answer']:.0%} | "
+                     f"{r['mean_chars']:.0f} |")
+    lines += ["", "evaluation = the evaluation's prompts (question + \"" + ev.qa.instruction + "\", "
+              f"{ev.rag_k} passages) and budget; ask = the question alone as `ask`/`compare` prompt it "
+              f"({config.rag.retrieval.k} passages), {FORMER_MAX_NEW_TOKENS} tokens before, "
+              f"{answer.question_max_new_tokens} after. Per-arm examples (first 5 items): loop_echo.json."]
+    write_results(args.name, out, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
