@@ -16,7 +16,7 @@ import numpy as np
 from ptwiki_llm.config import Config, EmbeddingConfig
 from ptwiki_llm.models import bf16_autocast, cpu_has_vnni, model_ref, require_model_dir
 from ptwiki_llm.provenance import sha256_json
-from ptwiki_llm.rag.embedding_backend import choose_backend
+from ptwiki_llm.rag.embedding_backend import BackendChoice, choose_backend
 
 
 def resolve_device(requested: str) -> str:
@@ -37,7 +37,7 @@ class Embedder:
     """One sentence-transformers model; ``embed_passages`` for the index, ``embed_queries`` for questions."""
 
     def __init__(self, model_dir: Path, name: str, cfg: EmbeddingConfig, model_store: Path | None = None) -> None:
-        """``model_store``: where an ONNX export is made once and reused (needed by the onnx backend)."""
+        """``model_store``: where an ONNX export is made once and reused; without one, 'auto' stays on torch."""
         from sentence_transformers import SentenceTransformer
 
         self.name = name
@@ -61,7 +61,8 @@ class Embedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension: int = int(dimension())
         self.max_seq_length: int = int(self.model.max_seq_length)
-        choice = choose_backend(cfg.backend, cfg.quantization, self.device, cpu_has_vnni())
+        choice = (BackendChoice("torch", "none") if cfg.backend == "auto" and model_store is None
+                  else choose_backend(cfg.backend, cfg.quantization, self.device, cpu_has_vnni()))
         self.backend, self.quantization = choice.backend, choice.quantization
         self.onnx_export = None
         self._session = None

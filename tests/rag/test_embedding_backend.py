@@ -141,3 +141,9 @@ def test_the_collection_identity_names_the_runtime(embedders):
         spec.check(json.loads(CollectionSpec(name="c", dimension=384, embedder="e5",
                                              embedding=embedders["onnx"].fingerprint).description()), "here")
     spec.check(json.loads(spec.description()), "here")
+
+
+def test_without_a_model_store_auto_stays_on_torch_and_onnx_is_refused(e5_dir):
+    assert Embedder(e5_dir, "e5", EmbeddingConfig(device="cpu")).identity["backend"] == "torch"
+    with pytest.raises(ValueError, match="model store"):
+        Embedder(e5_dir, "e5", EmbeddingConfig(device="cpu", backend="onnx"))
