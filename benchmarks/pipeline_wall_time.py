@@ -7,7 +7,8 @@ timed from start to exit (interpreter and imports included, as a user sees it); 
 come from the ZenML store afterwards.
 
 ``--float32`` adds the --set overrides that turn bf16 autocast off everywhere (embeddings, training,
-evaluation): on a CPU with native bf16 this stands in for one without it, and the result says so. The
+evaluation): on a CPU with native bf16 this stands in for one without it, and the result says so (add
+``--set rag.embedding.quantization=none`` to stand in for a CPU without VNNI as well). The
 header names the CPU's bf16 and VNNI support (they decide the default run's precisions and embedding
 runtime); ``--shared-machine`` says other work ran on the machine meanwhile.
 
