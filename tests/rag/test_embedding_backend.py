@@ -11,11 +11,17 @@ import pytest
 
 from ptwiki_llm.config import EmbeddingConfig
 from ptwiki_llm.provenance import sha256_file
-from ptwiki_llm.rag.embedding_backend import CPU_CANDIDATES, MAX_RECALL5_LOSS, Candidate, choose_backend
+from ptwiki_llm.rag.embedding_backend import (
+    CPU_CANDIDATES,
+    MAX_RECALL5_LOSS,
+    MEASURED_IN,
+    Candidate,
+    choose_backend,
+)
 from ptwiki_llm.rag.embeddings import Embedder
 from ptwiki_llm.rag.stores import CollectionSpec, SchemaMismatchError
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "embedding_precision.json"
+REPO = Path(__file__).resolve().parents[2]
 PASSAGES = [
     "Lisboa — Geografia\nLisboa é a capital de Portugal e situa-se na margem norte do estuário do Tejo.",
     "Berlim\nBerlim é a capital e o estado mais populoso da Alemanha.",
@@ -33,9 +39,19 @@ def pick(backend="auto", quantization="auto", device="cpu", vnni=True, **kw) -> 
     return choice.backend, choice.quantization
 
 
+MEASURED = (Candidate("onnx", "int8", needs_vnni=True, recall5_loss=0.0),
+            Candidate("onnx", "none", needs_vnni=False, recall5_loss=0.0))
+
+
 def test_auto_takes_int8_onnx_only_where_the_cpu_has_vnni():
-    assert pick(vnni=True) == ("onnx", "int8")
-    assert pick(vnni=False) == ("onnx", "none")
+    assert pick(vnni=True, candidates=MEASURED) == ("onnx", "int8")
+    assert pick(vnni=False, candidates=MEASURED) == ("onnx", "none")
+
+
+def test_auto_never_takes_an_unmeasured_candidate():
+    unmeasured = (Candidate("onnx", "int8", needs_vnni=True, recall5_loss=None), *MEASURED[1:])
+    assert pick(vnni=True, candidates=unmeasured) == ("onnx", "none")
+    assert pick(vnni=True, candidates=unmeasured[:1]) == ("torch", "none")
 
 
 def test_auto_keeps_torch_off_the_cpu():
@@ -53,8 +69,8 @@ def test_auto_skips_a_candidate_that_loses_more_than_the_allowed_recall():
 
 
 def test_auto_honours_an_explicit_quantization():
-    assert pick(quantization="none") == ("onnx", "none")
-    assert pick(quantization="int8", vnni=False) == ("torch", "none")  # int8 without VNNI is never auto
+    assert pick(quantization="none", candidates=MEASURED) == ("onnx", "none")
+    assert pick(quantization="int8", vnni=False, candidates=MEASURED) == ("torch", "none")  # no int8 without VNNI
 
 
 def test_explicit_backends_are_kept_and_impossible_ones_refused():
@@ -68,10 +84,12 @@ def test_explicit_backends_are_kept_and_impossible_ones_refused():
 
 
 def test_the_rule_uses_the_measured_recall_losses():
-    """CPU_CANDIDATES' losses are the benchmark's result, not numbers typed in by hand."""
-    result = json.loads(RESULTS.read_text())
+    """CPU_CANDIDATES' losses are the result file's, and a candidate it does not measure has none."""
+    result = json.loads((REPO / MEASURED_IN).read_text())
     measured = {(c["backend"], c["quantization"]): c["recall5_loss"] for c in result["auto_rule"]["candidates"]}
-    assert {(c.backend, c.quantization): c.recall5_loss for c in CPU_CANDIDATES} == pytest.approx(measured)
+    ours = {(c.backend, c.quantization): c.recall5_loss for c in CPU_CANDIDATES}
+    assert {k: ours[k] for k in measured} == pytest.approx(measured)
+    assert all(loss is None for k, loss in ours.items() if k not in measured)
     assert result["auto_rule"]["max_recall5_loss"] == MAX_RECALL5_LOSS
 
 
