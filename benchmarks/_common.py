@@ -25,7 +25,10 @@ def find_asset(name: str) -> Path:
 def describe_machine(machine: dict[str, Any]) -> str:
     """'AMD EPYC, 2 usable cores, with native bf16 (AVX512-BF16/AMX)': what a precision result depends on."""
     bf16 = "with" if machine["cpu_native_bf16"] else "without"
-    return f"{machine['cpu_model']}, {machine['cpus_usable']} usable cores, {bf16} native bf16 (AVX512-BF16/AMX)"
+    text = f"{machine['cpu_model']}, {machine['cpus_usable']} usable cores, {bf16} native bf16 (AVX512-BF16/AMX)"
+    if "cpu_vnni" in machine:  # int8 embeddings depend on it
+        text += f", {'with' if machine['cpu_vnni'] else 'without'} VNNI"
+    return text
 
 
 def write_results(name: str, result: dict[str, Any], markdown: str, folder: Path = RESULTS) -> None:
@@ -37,7 +40,7 @@ def write_results(name: str, result: dict[str, Any], markdown: str, folder: Path
 
 def benchmark_machine(*packages: str) -> dict[str, Any]:
     """Where a result was measured: CPU, usable cores (shared machines limit them), versions, time."""
-    from ptwiki_llm.models import cpu_has_native_bf16
+    from ptwiki_llm.models import cpu_has_native_bf16, cpu_has_vnni
 
     info = machine_info()
     return {
@@ -47,6 +50,7 @@ def benchmark_machine(*packages: str) -> dict[str, Any]:
         "python": info["python"],
         "platform": info["platform"],
         "cpu_native_bf16": cpu_has_native_bf16(),  # decides bf16 autocast under 'auto' (train, embeddings)
+        "cpu_vnni": cpu_has_vnni(),  # decides int8 ONNX embeddings under 'auto'
         "packages": package_versions(packages),
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

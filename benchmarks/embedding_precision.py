@@ -1,14 +1,17 @@
-"""Embedding in float32 vs bf16 autocast (rag.embedding.bf16_autocast): speed, agreement, retrieval quality.
+"""Embedding runtimes and precisions vs float32 torch: speed, agreement, retrieval quality, and the 'auto' rule.
 
-On the same passages of the ingested sample, in one process and alternating which side goes first:
-passages per second of ``Embedder.embed_passages`` with autocast off and on, and the cosine between
-each passage's two vectors. Then FaQuAD dev and train are indexed and asked once per precision
-(vector, and hybrid at the default alpha): recall@k and MRR@10 of the passage holding the answer.
-bf16 pays off only where the hardware multiplies bf16 (AVX512-BF16/AMX CPUs, CUDA); the result file
-says whether this CPU does. Results: benchmarks/results/embedding_precision.{json,md}.
+Variants (rag.embedding.backend / quantization / bf16_autocast): torch float32 (the reference), torch bf16
+autocast, ONNX Runtime float32 and ONNX Runtime int8 (dynamic quantization), the ONNX ones exported once into
+the benchmark's model store from the staged weights. On the same passages of the ingested sample, in one
+process and rotating which variant goes first: passages per second of ``Embedder.embed_passages`` and the
+cosine between each passage's vector and its float32 torch vector. Then FaQuAD dev and train are indexed and
+asked once per variant (vector, and hybrid at the default alpha): recall@k and MRR@10 of the passage holding
+the answer. The largest vector recall@5 loss over both files is what ptwiki_llm/rag/embedding_backend.py's
+'auto' rule reads (``auto_rule`` in the result). Speed is a ratio within one run: on a shared machine the
+absolute numbers are inflated, the ratios much less. Results: benchmarks/results/embedding_precision.{json,md}.
 
 Usage: PTWIKI_ASSET_PATH=../shared .venv/bin/python benchmarks/embedding_precision.py --articles-dir DIR
-       [--articles 150] [--repeats 2]   (DIR: article shards, e.g. .ptwiki/data/articles/<hash>)
+       [--articles 150] [--repeats 2] [--shared-machine]   (DIR: article shards, e.g. .ptwiki/data/articles/<hash>)
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ from ptwiki_llm.config import load_config  # noqa: E402
 
 WORK = REPO / "benchmarks" / "work" / "embedding_precision"
 QA_FILES = ("data/faquad_dev.json.gz", "data/faquad_train.json.gz")
-SETTINGS = ("off", "on")
+REFERENCE = "torch-float32"
+VARIANTS = {  # name -> rag.embedding overrides
+    REFERENCE: {"backend": "torch", "bf16_autocast": False},
+    "torch-bf16-autocast": {"backend": "torch", "bf16_autocast": True},
+    "onnx-float32": {"backend": "onnx", "quantization": "none"},
+    "onnx-int8": {"backend": "onnx", "quantization": "int8"},
+}
 
 
 def main() -> None:
@@ -38,6 +47,8 @@ def main() -> None:
     parser.add_argument("--articles-dir", type=Path, required=True)
     parser.add_argument("--articles", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--shared-machine", action="store_true",
+                        help="say in the result that other work ran on the machine during the measurement")
     args = parser.parse_args()
 
     import torch
@@ -45,88 +56,115 @@ def main() -> None:
     from ptwiki_llm.data.ingest import shard_paths
     from ptwiki_llm.models import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker, ChunkStats, unique_chunks
+    from ptwiki_llm.rag.embedding_backend import MAX_RECALL5_LOSS
     from ptwiki_llm.rag.embeddings import load_embedder
     from ptwiki_llm.rag.index import iter_articles
     from ptwiki_llm.rag.retrieval_eval import evaluate_retrieval
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, open_store
 
     shutil.rmtree(WORK, ignore_errors=True)
-    configs = {s: load_config(REPO / "configs" / "local.yaml",
-                              {"workdir": str(WORK / s), "rag": {"embedding": {"bf16_autocast": s}}}) for s in SETTINGS}
-    embedders = {s: load_embedder(c) for s, c in configs.items()}
-    rag = configs["off"].rag
-    chunker = Chunker(load_tokenizer(model_ref(configs["off"], rag.embedding.model), configs["off"]), rag.chunking)
+    configs = {v: load_config(REPO / "configs" / "local.yaml",
+                              {"workdir": str(WORK / v), "models": {"store": str(WORK / "model-store")},
+                               "rag": {"embedding": overrides}}) for v, overrides in VARIANTS.items()}
+    export_s: dict[str, float] = {}
+    embedders = {}
+    for v, config in configs.items():
+        started = time.perf_counter()
+        embedders[v] = load_embedder(config)
+        export_s[v] = time.perf_counter() - started  # the first ONNX load includes its export (once per store)
+    rag = configs[REFERENCE].rag
+    chunker = Chunker(load_tokenizer(model_ref(configs[REFERENCE], rag.embedding.model), configs[REFERENCE]),
+                      rag.chunking)
     rows = list(iter_articles(shard_paths(args.articles_dir), limit=args.articles))
     texts = [c.embedding_text(rag.chunking.heading_in_embedding)
              for _, cs in unique_chunks(rows, chunker, ChunkStats()) for c in cs]
     for embedder in embedders.values():
         embedder.embed_passages(texts[:64])  # warm-up: first-call allocations are in no measurement
 
-    seconds: dict[str, list[float]] = {s: [] for s in SETTINGS}
+    names = list(VARIANTS)
+    seconds: dict[str, list[float]] = {v: [] for v in names}
     vectors: dict[str, np.ndarray] = {}
     for repeat in range(args.repeats):
-        for s in SETTINGS if repeat % 2 == 0 else reversed(SETTINGS):
+        shift = repeat % len(names)
+        for v in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            vectors[s] = embedders[s].embed_passages(texts)
-            seconds[s].append(time.perf_counter() - started)
-        print(f"repeat {repeat}: " + ", ".join(f"{s} {seconds[s][-1]:.1f}s" for s in SETTINGS))
-    cosine = (vectors["off"] * vectors["on"]).sum(axis=1)
+            vectors[v] = embedders[v].embed_passages(texts)
+            seconds[v].append(time.perf_counter() - started)
+        print(f"repeat {repeat}: " + ", ".join(f"{v} {seconds[v][-1]:.1f}s" for v in names), flush=True)
+    cosine = {v: (vectors[REFERENCE] * vectors[v]).sum(axis=1) for v in names}
 
     quality: dict[str, list[dict]] = {}
-    for s, config in configs.items():
-        quality[s] = []
+    for v, config in configs.items():
+        quality[v] = []
         for name in QA_FILES:
             with open_store(config) as store:
                 store.open(CollectionSpec(name=f"Eval_{Path(name).name.split('.')[0]}",
-                                          dimension=embedders[s].dimension, embedder=embedders[s].name,
+                                          dimension=embedders[v].dimension, embedder=embedders[v].name,
                                           chunking=chunking_fingerprint(config.rag.chunking)))
-                quality[s].append(evaluate_retrieval(find_asset(name), store, chunker, embedders[s], config.rag,
+                quality[v].append(evaluate_retrieval(find_asset(name), store, chunker, embedders[v], config.rag,
                                                      modes=(("vector", None), ("hybrid", rag.retrieval.alpha))))
+        print(f"quality {v}: " + ", ".join(f"{q['dataset']} {q['metrics']['vector']['recall@5']:.3f}"
+                                           for q in quality[v]), flush=True)
 
-    rate = {s: len(texts) / statistics.median(seconds[s]) for s in SETTINGS}
-    machine = benchmark_machine("ptwiki-llm", "sentence-transformers", "torch")
+    def recall5_loss(v: str) -> float:
+        return round(max(ref["metrics"]["vector"]["recall@5"] - mine["metrics"]["vector"]["recall@5"]
+                         for ref, mine in zip(quality[REFERENCE], quality[v], strict=True)), 4)
+
+    rate = {v: len(texts) / statistics.median(seconds[v]) for v in names}
+    machine = benchmark_machine("ptwiki-llm", "sentence-transformers", "torch", "onnxruntime", "onnx")
     out = {
         "benchmark": "embedding_precision",
         "machine": machine,
+        "shared_machine": args.shared_machine,
         "torch_threads": torch.get_num_threads(),
-        "device": embedders["off"].device,
-        "embedder": embedders["off"].name,
+        "device": embedders[REFERENCE].device,
+        "embedder": embedders[REFERENCE].name,
         "articles": len(rows),
         "passages": len(texts),
         "batch_size": rag.embedding.batch_size,
+        "variants": {v: {**embedders[v].identity, "precision": embedders[v].precision} for v in names},
+        "first_load_s": export_s,
         "seconds": seconds,
         "passages_per_s": rate,
-        "speedup": rate["on"] / rate["off"],
-        "cosine_float32_vs_bf16": {"min": float(cosine.min()), "p1": float(np.percentile(cosine, 1)),
-                                   "mean": float(cosine.mean())},
+        "speedup_vs_float32_torch": {v: rate[v] / rate[REFERENCE] for v in names},
+        "cosine_to_float32_torch": {v: {"min": float(c.min()), "p1": float(np.percentile(c, 1)),
+                                        "mean": float(c.mean())} for v, c in cosine.items()},
         "retrieval": quality,
+        "auto_rule": {"max_recall5_loss": MAX_RECALL5_LOSS, "candidates": [
+            {"backend": VARIANTS[v]["backend"], "quantization": VARIANTS[v]["quantization"],
+             "recall5_loss": recall5_loss(v)} for v in names if VARIANTS[v]["backend"] == "onnx"]},
     }
+    shared = (" **Measured while other work shared the machine**: absolute seconds are inflated; the speed-ups "
+              "compare variants within this one run, alternating." if args.shared_machine else "")
     md = [
-        "# Embedding precision: float32 vs bf16 autocast",
+        "# Embedding runtimes: torch float32 / bf16 autocast, ONNX Runtime float32 / int8",
         "",
-        f"{machine['date_utc']}; {describe_machine(machine)}; device "
-        f"{out['device']}, torch threads {out['torch_threads']}; {out['embedder']}, batch {out['batch_size']}; "
-        f"{len(rows)} articles -> {len(texts)} passages; median of {args.repeats} runs, alternating order.",
+        f"{machine['date_utc']}; {describe_machine(machine)}; device {out['device']}, torch threads "
+        f"{out['torch_threads']}; {out['embedder']}, batch "
+        f"{out['batch_size']}; {len(rows)} articles -> {len(texts)} passages; median of {args.repeats} runs, "
+        f"rotating the order.{shared}",
         "",
-        "| precision | seconds (median) | passages/s |",
-        "| --- | ---: | ---: |",
-        *(f"| {'bf16 autocast' if s == 'on' else 'float32'} | {statistics.median(seconds[s]):.1f} | {rate[s]:.1f} |"
-          for s in SETTINGS),
+        "| variant | seconds (median) | passages/s | speed-up vs float32 torch | cosine to float32 torch: min / mean |",
+        "| --- | ---: | ---: | ---: | --- |",
+        *(f"| {v} | {statistics.median(seconds[v]):.1f} | {rate[v]:.1f} | "
+          f"{out['speedup_vs_float32_torch'][v]:.2f}x | {cosine[v].min():.5f} / {cosine[v].mean():.5f} |"
+          for v in names),
         "",
-        f"**Speed-up: {out['speedup']:.2f}x.** Cosine between a passage's float32 and bf16 vectors: min "
-        f"{cosine.min():.5f}, 1st percentile {np.percentile(cosine, 1):.5f}, mean {cosine.mean():.5f}.",
+        "Retrieval of the passage holding the answer, each variant indexing and asking on its own:",
         "",
-        "Retrieval of the passage holding the answer, each precision indexing and asking on its own:",
-        "",
-        "| file | mode | precision | recall@1 | recall@5 | recall@10 | MRR@10 |",
+        "| file | mode | variant | recall@1 | recall@5 | recall@10 | MRR@10 |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for i, name in enumerate(QA_FILES):
-        for mode in quality["off"][i]["metrics"]:
-            for s in SETTINGS:
-                m = quality[s][i]["metrics"][mode]
-                md.append(f"| {Path(name).name} | {mode} | {'bf16' if s == 'on' else 'float32'} | {m['recall@1']:.3f} "
-                          f"| {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['mrr@10']:.3f} |")
+        for mode in quality[REFERENCE][i]["metrics"]:
+            for v in names:
+                m = quality[v][i]["metrics"][mode]
+                md.append(f"| {Path(name).name} | {mode} | {v} | {m['recall@1']:.3f} | {m['recall@5']:.3f} "
+                          f"| {m['recall@10']:.3f} | {m['mrr@10']:.3f} |")
+    md += ["", f"'auto' (rag.embedding.backend) admits a runtime whose vector recall@5 loss against float32 torch, "
+           f"worst of the two files, is at most {MAX_RECALL5_LOSS}: "
+           + "; ".join(f"{c['backend']} {c['quantization']}: {c['recall5_loss']:+.4f}"
+                       for c in out["auto_rule"]["candidates"]) + "."]
     write_results("embedding_precision", out, "\n".join(md) + "\n")
 
 

@@ -6,8 +6,14 @@ unchanged input and config, so ZenML serves every step from its cache. Each run 
 timed from start to exit (interpreter and imports included, as a user sees it); the per-step times
 come from the ZenML store afterwards.
 
+``--float32`` adds the --set overrides that turn bf16 autocast off everywhere (embeddings, training,
+evaluation): on a CPU with native bf16 this stands in for one without it, and the result says so (add
+``--set rag.embedding.quantization=none`` to stand in for a CPU without VNNI as well). The
+header names the CPU's bf16 and VNNI support (they decide the default run's precisions and embedding
+runtime); ``--shared-machine`` says other work ran on the machine meanwhile.
+
 Usage: PTWIKI_ASSET_PATH=../shared .venv/bin/python benchmarks/pipeline_wall_time.py [--config configs/local.yaml]
-       [--workdir DIR] [--set key=value ...]
+       [--workdir DIR] [--set key=value ...] [--float32] [--shared-machine]
 Writes benchmarks/results/pipeline_wall_time.{json,md}. Goal on a 2-core machine: fresh <= 10 min, warm < 1 min.
 """
 
@@ -31,6 +37,7 @@ from benchmarks._common import benchmark_machine, describe_machine, write_result
 
 GOAL_FRESH_S = 600.0
 GOAL_WARM_S = 60.0
+FLOAT32_PATH = ["rag.embedding.bf16_autocast=false", "train.bf16_autocast=false", "evaluation.bf16_autocast=false"]
 
 
 def timed_run(config: str, workdir: Path, sets: list[str]) -> dict[str, Any]:
@@ -65,6 +72,17 @@ def step_times(config: str, workdir: Path) -> list[dict[str, Any]]:
     return runs
 
 
+def index_embedding(workdir: Path) -> str:
+    """How the fresh run's index step embedded (runtime, quantization, precision), from its index report."""
+    import json
+
+    reports = sorted(workdir.rglob("index_report.json"), key=lambda p: p.stat().st_mtime)
+    if not reports:
+        return "not recorded"
+    embedding = json.loads(reports[0].read_text()).get("embedding", {})
+    return ", ".join(f"{k} {v}" for k, v in embedding.items() if k != "model_sha256" and v) or "not recorded"
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     fresh, warm = result["fresh"], result["warm"]
@@ -74,6 +92,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"`ptwiki-llm run --config {result['config']}`"
         + (f" with {', '.join(result['sets'])}" if result["sets"] else "")
         + f"; {describe_machine(m)}, Python {m['python']}; {m['date_utc']}.",
+        "",
+        ("Measured path: **float32 forced by --set on every bf16 autocast** (stands in for a CPU without native bf16)."
+         if result.get("float32_forced") else
+         f"Measured path: the defaults for this CPU ({'bf16 autocast' if m['cpu_native_bf16'] else 'float32'})."),
+        f"Embeddings: {result.get('embedding', 'not recorded')}."
+        + (" **Measured while other work shared the machine: the seconds are inflated.**"
+           if result.get("shared_machine") else ""),
         "",
         "| run | wall s | goal s | met |",
         "| --- | ---: | ---: | --- |",
@@ -100,7 +125,11 @@ def main() -> None:
     parser.add_argument("--config", default="configs/local.yaml")
     parser.add_argument("--workdir", type=Path, help="a new folder (default: a temporary one, removed after)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value config override")
+    parser.add_argument("--float32", action="store_true", help="force the float32 path: " + " ".join(FLOAT32_PATH))
+    parser.add_argument("--shared-machine", action="store_true", help="say that other work shared the machine")
     args = parser.parse_args()
+    if args.float32:
+        args.sets = FLOAT32_PATH + args.sets
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ptwiki-pipeline-bench-"))
     if workdir.exists() and any(workdir.iterdir()):
         raise SystemExit(f"{workdir} is not empty: the fresh run needs a new workdir")
@@ -109,8 +138,11 @@ def main() -> None:
         print(f"fresh: {fresh['wall_s']} s", flush=True)
         warm = timed_run(args.config, workdir, args.sets)
         print(f"warm: {warm['wall_s']} s", flush=True)
-        result = {"config": args.config, "sets": args.sets, "machine": benchmark_machine("zenml", "mlflow", "torch"),
-                  "fresh": fresh, "warm": warm, "runs": step_times(args.config, workdir)}
+        result = {"config": args.config, "sets": args.sets,
+                  "machine": benchmark_machine("zenml", "mlflow", "torch", "onnxruntime"),
+                  "float32_forced": args.float32, "shared_machine": args.shared_machine,
+                  "embedding": index_embedding(workdir), "fresh": fresh, "warm": warm,
+                  "runs": step_times(args.config, workdir)}
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

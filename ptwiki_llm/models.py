@@ -326,6 +326,13 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(cpu, check, lambda: False)() for check in checks)
 
 
+def cpu_has_vnni() -> bool:
+    """AVX512-VNNI or AVX-VNNI: the CPU multiplies int8 in hardware (int8-quantized embeddings pay off)."""
+    import torch
+
+    return bool(getattr(getattr(torch, "cpu", None), "_is_vnni_supported", lambda: False)())
+
+
 def bf16_autocast(setting: bool | str, device: str) -> bool:
     """Whether float32 weights compute their matmuls in bf16 autocast: true, false, or 'auto' = where the
     hardware does bf16 natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), never on MPS."""

@@ -218,14 +218,14 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
     rag = config.rag
     embedder_ref = model_ref(config, rag.embedding.model)
     chunking = chunking_fingerprint(rag.chunking)
-    name = rag.store.collection or collection_name(rag.store.collection_prefix, validated["dataset_sha256"],
-                                                    embedder_ref.name, chunking)
     excluded = quarantined_ids(Path(validated["dir"]))
     with tracking.step_run(config, "index", pipeline_run_id):
         embedder = load_embedder(config)
+        name = rag.store.collection or collection_name(rag.store.collection_prefix, validated["dataset_sha256"],
+                                                        embedder.collection_key, chunking)
         chunker = Chunker(load_tokenizer(embedder_ref, config), rag.chunking)
         spec = CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
-                              distance=rag.hnsw.distance, chunking=chunking)
+                              distance=rag.hnsw.distance, chunking=chunking, embedding=embedder.fingerprint)
         with open_store(config) as store:
             store.open(spec)  # a mismatching existing collection raises here, before any write
             count_before = store.count()
@@ -239,6 +239,7 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
             "index.location": report.location, "index.embedder": report.embedder,
             "index.dimension": report.dimension, "index.device": embedder.device,
             "index.embedding.precision": embedder.precision,
+            **{f"index.embedding.{k}": v or "" for k, v in embedder.identity.items()},
             **{f"index.chunking.{k}": v for k, v in rag.chunking.model_dump().items()},
             **{f"index.hnsw.{k}": v for k, v in rag.hnsw.model_dump().items()},
             "index.embedding.batch_size": rag.embedding.batch_size,
@@ -262,6 +263,7 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
         "embedder": report.embedder,
         "dimension": report.dimension,
         "embedding_precision": embedder.precision,
+        "embedding_backend": embedder.identity,
         "dataset_sha256": validated["dataset_sha256"],
         "counts": counts,
     }

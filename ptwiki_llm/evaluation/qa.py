@@ -112,11 +112,12 @@ def retrieve_for_task(config: Config, task: QaTask, embedder: Any, k: int, show_
     rag = config.rag
     chunking = chunking_fingerprint(rag.chunking)
     chunker = Chunker(load_tokenizer(model_ref(config, rag.embedding.model), config), rag.chunking)
-    name = collection_name("Qa", task.sha256, embedder.name, chunking)
+    name = collection_name("Qa", task.sha256, getattr(embedder, "collection_key", embedder.name), chunking)
     gold, fallbacks = gold_passages(task.rows, task.items, chunker)
     with open_store(config) as store:
         store.open(CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
-                                  distance=rag.hnsw.distance, chunking=chunking))
+                                  distance=rag.hnsw.distance, chunking=chunking,
+                                  embedding=getattr(embedder, "fingerprint", None)))
         build_index(task.rows, chunker, embedder, store, rag, show_progress=False)
         retriever = Retriever(store, embedder, rag.retrieval)
         hits: dict[str, list[Any]] = {}

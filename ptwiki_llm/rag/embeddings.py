@@ -1,4 +1,8 @@
-"""Sentence-transformers embeddings from local files: batched, normalized, E5 query/passage prompts."""
+"""Sentence-transformers embeddings from local files: batched, normalized, E5 query/passage prompts.
+
+Computed by torch (float32 or bf16 autocast) or by ONNX Runtime on an export of the same weights
+(float32 or int8-quantized), as rag.embedding.backend / quantization resolve for this machine.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from ptwiki_llm.config import Config, EmbeddingConfig
-from ptwiki_llm.models import bf16_autocast, model_ref, require_model_dir
+from ptwiki_llm.models import bf16_autocast, cpu_has_vnni, model_ref, require_model_dir
+from ptwiki_llm.provenance import sha256_json
+from ptwiki_llm.rag.embedding_backend import BackendChoice, choose_backend
 
 
 def resolve_device(requested: str) -> str:
@@ -30,7 +36,8 @@ def resolve_device(requested: str) -> str:
 class Embedder:
     """One sentence-transformers model; ``embed_passages`` for the index, ``embed_queries`` for questions."""
 
-    def __init__(self, model_dir: Path, name: str, cfg: EmbeddingConfig) -> None:
+    def __init__(self, model_dir: Path, name: str, cfg: EmbeddingConfig, model_store: Path | None = None) -> None:
+        """``model_store``: where an ONNX export is made once and reused; without one, 'auto' stays on torch."""
         from sentence_transformers import SentenceTransformer
 
         self.name = name
@@ -54,12 +61,44 @@ class Embedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension: int = int(dimension())
         self.max_seq_length: int = int(self.model.max_seq_length)
-        self.bf16_autocast = bf16_autocast(cfg.bf16_autocast, self.device)
+        choice = (BackendChoice("torch", "none") if cfg.backend == "auto" and model_store is None
+                  else choose_backend(cfg.backend, cfg.quantization, self.device, cpu_has_vnni()))
+        self.backend, self.quantization = choice.backend, choice.quantization
+        self.onnx_export = None
+        self._session = None
+        if self.backend == "onnx":
+            import torch
+
+            from ptwiki_llm.rag.onnx_export import ensure_onnx_export, onnx_session
+
+            if model_store is None:
+                raise ValueError("the onnx embedding backend needs a model store to export into (config.model_store)")
+            self.onnx_export = ensure_onnx_export(model_dir, name, model_store, self.quantization)
+            self._session = onnx_session(self.onnx_export.model_path, torch.get_num_threads())
+        self.bf16_autocast = self.backend == "torch" and bf16_autocast(cfg.bf16_autocast, self.device)
 
     @property
     def precision(self) -> str:
-        """How vectors are computed, for the index's record: 'bf16-autocast' or 'float32'."""
+        """How vectors are computed, for the index's record: 'bf16-autocast', 'float32' or 'int8' (onnx)."""
+        if self.backend == "onnx":
+            return "int8" if self.quantization == "int8" else "float32"
         return "bf16-autocast" if self.bf16_autocast else "float32"
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """What the vectors depend on beyond the embedder's name: the runtime, its quantization and the
+        exported model's hash (None for torch, which reads the staged weights themselves)."""
+        return {"backend": self.backend, "quantization": self.quantization,
+                "model_sha256": self.onnx_export.model_sha256 if self.onnx_export else None}
+
+    @property
+    def fingerprint(self) -> str | None:
+        return embedding_fingerprint(self.identity)
+
+    @property
+    def collection_key(self) -> str:
+        """The embedder part of a collection name: vectors of another runtime never share a collection."""
+        return f"{self.name}_{self.backend}_{self.fingerprint}" if self.fingerprint else self.name
 
     @property
     def tokenizer(self) -> Any:
@@ -68,19 +107,34 @@ class Embedder:
     def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        import torch
+        if self._session is not None:
+            vectors = self._encode_onnx(texts, prompt_name)
+        else:
+            import torch
 
-        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16_autocast):
-            vectors = self.model.encode(
-                list(texts),
-                prompt_name=prompt_name or None,
-                batch_size=self.cfg.batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16_autocast):
+                vectors = self.model.encode(
+                    list(texts),
+                    prompt_name=prompt_name or None,
+                    batch_size=self.cfg.batch_size,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.cfg.normalize:  # in float32, so that bf16-computed vectors are unit length too
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+    def _encode_onnx(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
+        """As SentenceTransformer.encode: prompt prepended, longest first (less padding), same tokenization."""
+        prompt = self.model.prompts[prompt_name] if prompt_name else ""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), self.cfg.batch_size):
+            batch = order[start:start + self.cfg.batch_size]
+            features = self.model.preprocess([prompt + texts[i] for i in batch])
+            inputs = {key: features[key].numpy() for key in ("input_ids", "attention_mask")}
+            vectors[batch] = self._session.run(None, inputs)[0]
         return vectors
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
@@ -93,6 +147,14 @@ class Embedder:
         return self.embed_queries([text])[0]
 
 
+def embedding_fingerprint(identity: dict[str, str | None]) -> str | None:
+    """8 hex of an Embedder.identity for collection names and specs; None for torch, whose vectors the
+    collection's embedder name already identifies (collections indexed before other runtimes keep their names)."""
+    if identity["backend"] == "torch":
+        return None
+    return sha256_json(identity)[:8]
+
+
 def load_embedder(config: Config) -> Embedder:
     ref = model_ref(config, config.rag.embedding.model)
-    return Embedder(require_model_dir(ref, config), ref.name, config.rag.embedding)
+    return Embedder(require_model_dir(ref, config), ref.name, config.rag.embedding, config.model_store)

@@ -60,6 +60,7 @@ class IndexReport:
     embed_s: float = 0.0
     write_s: float = 0.0
     chunks_per_s: float = 0.0
+    embedding: dict[str, Any] = field(default_factory=dict)  # Embedder.identity and precision
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,7 +82,8 @@ def build_index(
         raise ValueError(f"collection {spec.name} holds dimension {spec.dimension}, the embedder gives "
                          f"{embedder.dimension}")
     report = IndexReport(collection=spec.name, backend=store.backend, location=store.location,
-                         embedder=embedder.name, dimension=embedder.dimension)
+                         embedder=embedder.name, dimension=embedder.dimension,
+                         embedding={**embedder.identity, "precision": embedder.precision})
     stats = ChunkStats()
     short_before = chunker.short_dropped
     group: list[Chunk] = []

@@ -66,12 +66,13 @@ class CollectionSpec:
     embedder: str
     distance: str = "cosine"
     chunking: str | None = None  # fingerprint of the chunking settings; None (readers) = not checked
+    embedding: str | None = None  # fingerprint of a non-torch embedding runtime (Embedder.identity); None = torch
 
     def description(self) -> str:
         """Stored with the collection so a later run can check it writes the same kind of vectors."""
         return json.dumps({"ptwiki_schema": SCHEMA_VERSION, "dimension": self.dimension,
-                           "embedder": self.embedder, "distance": self.distance, "chunking": self.chunking},
-                          sort_keys=True)
+                           "embedder": self.embedder, "distance": self.distance, "chunking": self.chunking,
+                           "embedding": self.embedding}, sort_keys=True)
 
     def check(self, found: Mapping[str, Any], where: str) -> None:
         """Raise SchemaMismatchError listing every difference between ``found`` and this spec."""
