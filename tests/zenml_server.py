@@ -70,6 +70,12 @@ class ZenmlServer:
         key.raise_for_status()
         return str(key.json()["body"]["key"])
 
+    def skip_signup_survey(self, headers: dict[str, str]) -> None:
+        """Answer the dashboard's first-visit survey for this user (no e-mail, no news), as a person does once."""
+        response = requests.put(f"{self.url}{API}/current-user", headers=headers, timeout=60,
+                                json={"email_opted_in": False, "user_metadata": {"finished_onboarding_survey": True}})
+        response.raise_for_status()
+
     def get(self, path: str, headers: dict[str, str], **params: Any) -> Any:
         response = requests.get(f"{self.url}{API}{path}", headers=headers, params=params, timeout=60)
         response.raise_for_status()
