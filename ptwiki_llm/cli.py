@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -517,6 +518,48 @@ def stack_up_command(
         console.print(f"[yellow]note:[/yellow] {path or 'this config'} has hpc.orchestrator={cfg.hpc.orchestrator}; "
                       "runs with it use the local stack (set hpc.orchestrator: slurm)")
 
+
+# --- the ZenML dashboard over the workdir's store (ptwiki_llm/dashboard.py) ----------------------
+
+
+@app.command()
+def dashboard(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", min=1, max=65535, help="port on 127.0.0.1 (default 8237, or a free one when that is taken)")] = None,
+) -> None:
+    """Serve the ZenML dashboard over this workdir's ZenML store on 127.0.0.1; print the last run's page."""
+    from ptwiki_llm.zenml_env import prepare_zenml
+
+    cfg = _load(config, set_)
+    prepare_zenml(cfg)
+    from ptwiki_llm.dashboard import DashboardError, run_url, start_dashboard
+
+    try:
+        served, run = start_dashboard(cfg, port)
+    except DashboardError as exc:
+        console.print(f"[red]dashboard failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"ZenML dashboard for {cfg.zenml_config_path}: {served.url}", markup=False, highlight=False)
+    if run is None:
+        console.print("no pipeline run yet: run `ptwiki-llm data` (or `run`) and reload the page")
+    else:
+        console.print(f"last run {run.name} ({run.status}): {run_url(served.url, run.project.name, str(run.id))}",
+                      markup=False, highlight=False)
+    if served.process is None:
+        console.print("served by the ZenML server in hpc.services.zenml: nothing to stop here")
+        return
+    console.print(f"Press Ctrl-C to stop it (server log: {served.log})", markup=False, highlight=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the server too, as Ctrl-C does
+    try:
+        code = served.process.wait()
+    except KeyboardInterrupt:
+        served.stop()
+        console.print("dashboard stopped")
+        return
+    console.print(f"[red]the dashboard server exited with code {code}[/red] (log: {served.log})")
+    raise typer.Exit(1)
 
 
 # --- evaluate and compare (ptwiki_llm/evaluation) -------------------------------------------------

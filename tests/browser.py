@@ -35,8 +35,16 @@ def start_chromium(download_dir: Path | None = None) -> Any:
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--no-first-run", "--disable-extensions", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+                     "--no-first-run", "--disable-extensions", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                     # Debian's /etc/chromium.d turns GPU rasterization on; without a GPU that is a software GPU
+                     # process, and on a loaded 2-core machine it left the ZenML dashboard's renderer deaf to
+                     # chromedriver for minutes. Raster and composite in the renderer instead.
+                     "--disable-gpu-rasterization", "--disable-gpu-compositing", "--disable-software-rasterizer",
+                     "--disable-background-timer-throttling", "--disable-renderer-backgrounding"):
         options.add_argument(argument)
+    # "eager": a command waits for the DOM, not for every subresource; offline, the pages' external images
+    # (the ZenML dashboard's flavor logos and avatars) never finish loading and "normal" waits on them
+    options.page_load_strategy = "eager"
     if download_dir is not None:
         options.add_experimental_option("prefs", {"download.default_directory": str(download_dir)})
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)

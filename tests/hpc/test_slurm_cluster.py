@@ -160,6 +160,49 @@ def test_data_pipeline_runs_one_job_per_step_in_dependency_order(mlflow_server, 
     assert "served from cache: ingest, validate, format_examples" in " ".join(again.stdout.split())
 
 
+def test_zenml_server_launcher_runs_as_a_job_and_serves_api_keys(slurm_cluster, tmp_path):
+    """infra/zenml/server.sbatch as a SLURM job on the venv: auth on, a service account's API key connects a
+    ZenML client (as the multi-node presets' jobs do), TERM stops it, removes its URL file, backs up its database."""
+    from tests.zenml_server import ZenmlServer, free_port, launcher_env, wait_for_url_file
+
+    env = launcher_env(tmp_path, free_port())
+    log = tmp_path / "zenml-server.log"
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--cpus-per-task=1", "--mem=2G", "--time=30", f"--output={log}",
+         str(REPO / "infra" / "zenml" / "server.sbatch")],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    services = tmp_path / "services"
+    try:
+        def job_ended() -> str | None:
+            state = SlurmClient().states([job_id]).get(job_id)
+            return f"job {job_id} {state}" if state and state.finished else None
+
+        url = wait_for_url_file(services / "zenml.url", job_ended, log)
+        server = ZenmlServer(url=url, admin_password=(services / "zenml" / "admin.password").read_text().strip(),
+                             services=services)
+        key = server.create_api_key("ptwiki-slurm-runs")
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+        client_env.update(ZENML_STORE_URL=url, ZENML_STORE_API_KEY=key, ZENML_ANALYTICS_OPT_IN="false",
+                          ZENML_CONFIG_PATH=str(tmp_path / "client-config"))
+        probe = subprocess.run(
+            [sys.executable, "-c", "from zenml.client import Client; c = Client(); "
+             "print(c.zen_store.type.value, c.active_user.name, c.active_stack_model.name)"],
+            env=client_env, capture_output=True, text=True, timeout=300,
+        )
+        assert probe.returncode == 0, probe.stdout[-2000:] + probe.stderr[-3000:]
+        assert probe.stdout.split()[-3:] == ["rest", "ptwiki-slurm-runs", "default"], probe.stdout
+        assert key not in log.read_text()
+    finally:
+        subprocess.run(["scancel", "--signal=TERM", "--full", job_id], check=False)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not SlurmClient().states([job_id])[job_id].finished:
+            time.sleep(1)
+    assert not (services / "zenml.url").exists(), "the launcher must remove its URL file when it stops"
+    assert (services / "zenml" / "zenml.db").stat().st_size > 0, "database backed up at exit"
+    assert "databases backed up to" in log.read_text()
+
+
 def test_a_failing_step_cancels_its_dependents_and_reports_job_and_log(slurm_cluster, asset, tmp_path):
     asset("data/ptwiki_namespace_0_sample.tar.gz")
     # every article fails the Portuguese-score expectation, so validate fails the run
