@@ -65,11 +65,13 @@ class CollectionSpec:
     embedder: str
     distance: str = "cosine"
     chunking: str | None = None  # fingerprint of the chunking settings; None (readers) = not checked
+    identity: str | None = None  # fingerprint of everything the collection holds (rag/identity.py); None = not checked
 
     def description(self) -> str:
         """Stored with the collection so a later run can check it writes the same kind of vectors."""
         return json.dumps({"ptwiki_schema": SCHEMA_VERSION, "dimension": self.dimension,
-                           "embedder": self.embedder, "distance": self.distance, "chunking": self.chunking},
+                           "embedder": self.embedder, "distance": self.distance, "chunking": self.chunking,
+                           "identity": self.identity},
                           sort_keys=True)
 
     def check(self, found: Mapping[str, Any], where: str) -> None:
@@ -170,8 +172,10 @@ def _describe(item: Any) -> str:
 
 
 def retry_call(fn: Callable[[], T], attempts: int, backoff_s: float, on_fail: Callable[[Exception], Exception],
-               sleep: Callable[[float], None] = time.sleep) -> T:
-    """``fn()`` up to ``attempts`` times with doubling delay; then raise ``on_fail(last error)``."""
+               sleep: Callable[[float], None] = time.sleep,
+               permanent: Callable[[Exception], bool] = lambda exc: False) -> T:
+    """``fn()`` up to ``attempts`` times with doubling delay; then raise ``on_fail(last error)``. An error
+    ``permanent`` calls so (a rejected credential) is not retried."""
     last: Exception | None = None
     for attempt in range(attempts):
         if attempt:
@@ -180,6 +184,8 @@ def retry_call(fn: Callable[[], T], attempts: int, backoff_s: float, on_fail: Ca
             return fn()
         except Exception as exc:
             last = exc
+            if permanent(exc):
+                break
     assert last is not None
     raise on_fail(last) from last
 
