@@ -58,6 +58,27 @@ def _time(fn: Callable[[int], object], n: int, warmup: int = 5) -> dict[str, flo
     return _percentiles(samples)
 
 
+def _jittered_copies(source, target_rows: int, dimension: int, rng, schema):
+    """``source`` followed by copies of its rows (new ids, vectors jittered with sigma 0.01 and re-normalized) up to
+    ``target_rows`` rows."""
+    import pyarrow as pa
+
+    parts = [source]
+    base_vec = np.asarray(source["vector"].to_pylist(), dtype=np.float32)
+    copy = 0
+    while sum(p.num_rows for p in parts) < target_rows:
+        copy += 1
+        take = min(source.num_rows, target_rows - sum(p.num_rows for p in parts))
+        vec = base_vec[:take] + rng.normal(0, 0.01, (take, dimension)).astype(np.float32)
+        vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+        part = source.slice(0, take)
+        arrays = {name: part[name] for name in part.column_names}
+        arrays["id"] = pa.array([str(uuid.uuid5(uuid.UUID(i), f"fill{copy}")) for i in part["id"].to_pylist()])
+        arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), dimension)
+        parts.append(pa.table(arrays, schema=schema))
+    return pa.concat_tables([p.cast(schema) for p in parts])
+
+
 def _weaviate_1x(table, embedder, rag, measure, questions: list[str], k: int) -> dict:
     """The LanceDB collection's rows and vectors copied into Weaviate, then timed like LanceDB's."""
     from ptwiki_llm.rag.retrieval import Retriever
@@ -105,8 +126,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / ".ptwiki")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--scale", type=int, default=10, help="the LanceDB scale copy; 1 = none")
+    parser.add_argument("--name", default="query_latency", help="results file name in benchmarks/results/")
     parser.add_argument("--no-weaviate", dest="weaviate", action="store_false", help="LanceDB only")
+    parser.add_argument("--rows", type=int, default=0,
+                        help="the 1x size: when the indexed collection holds fewer rows (an index still running), "
+                             "its rows are repeated with jitter up to this many (0 = the collection as it is)")
     args = parser.parse_args()
     load_before = os.getloadavg()
 
@@ -126,8 +151,22 @@ def main() -> None:
     base_store = retriever.store
     table = base_store.table
     rows = table.count_rows()
-    titles = sorted(set(table.search().select(["title"]).limit(rows).to_arrow()["title"].to_pylist()))
+    real_rows = rows
     rng = np.random.default_rng(42)
+    if args.rows > rows:
+        from ptwiki_llm.rag.retrieval import Retriever
+
+        shutil.rmtree(WORK / "sample", ignore_errors=True)
+        filled = LanceDBStore(WORK / "sample", rag.store, rag.hnsw, rag.keyword,
+                              hybrid_candidates=rag.retrieval.hybrid_candidates)
+        filled.open(CollectionSpec("Sample", embedder.dimension, embedder.name))
+        filled.table.add(_jittered_copies(table.to_arrow(), args.rows, embedder.dimension, rng,
+                                          filled.table.schema))
+        filled.finalize()
+        retriever.close()
+        base_store, retriever = filled, Retriever(filled, embedder, rag.retrieval)
+        table, rows = filled.table, filled.count()
+    titles = sorted(set(table.search().select(["title"]).limit(rows).to_arrow()["title"].to_pylist()))
     questions = [f"O que é {titles[i]}?" for i in rng.choice(len(titles), size=args.queries, replace=False)]
     vectors = embedder.embed_queries(questions)
 
@@ -147,36 +186,36 @@ def main() -> None:
         lambda i: retriever.retrieve(questions[i % len(questions)], k=args.k, mode="vector"), len(questions))
     weaviate = _weaviate_1x(table, embedder, rag, measure, questions, args.k) if args.weaviate else None
 
-    # --- the 10x copy ---
-    shutil.rmtree(WORK, ignore_errors=True)
-    big_config = load_config(REPO / "configs" / "local.yaml", {"workdir": str(WORK)})
-    big = LanceDBStore(WORK / "lancedb", big_config.rag.store, big_config.rag.hnsw, big_config.rag.keyword,
-                       hybrid_candidates=rag.retrieval.hybrid_candidates)
-    spec = CollectionSpec(f"Scale{args.scale}x", embedder.dimension, embedder.name)
-    big.open(spec)
-    source = table.to_arrow()
-    started = time.perf_counter()
-    base_vec = np.asarray(source["vector"].to_pylist(), dtype=np.float32)
-    for copy in range(args.scale):
-        vec = base_vec
-        if copy:
-            vec = base_vec + rng.normal(0, 0.01, base_vec.shape).astype(np.float32)
-            vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-        ids = [str(uuid.uuid5(uuid.UUID(i), str(copy))) for i in source["id"].to_pylist()]
-        arrays = {name: source[name] for name in source.column_names}
-        arrays["id"] = pa.array(ids)
-        arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), embedder.dimension)
-        big.table.add(pa.table(arrays, schema=big.table.schema))
-    load_s = time.perf_counter() - started
-    started = time.perf_counter()
-    big.finalize()
-    finalize_s = time.perf_counter() - started
-    sizes[f"{args.scale}x"] = measure(big, f"{args.scale}x")
-    sizes[f"{args.scale}x"]["build"] = {"load_s": load_s, "finalize_s": finalize_s}
-    exact = big.table
-    sizes[f"{args.scale}x"]["vector_exact"] = _time(
-        lambda i: exact.search(vectors[i % len(vectors)], vector_column_name="vector").distance_type("cosine")
-        .bypass_vector_index().limit(args.k).select(["id", "text", "_distance"]).to_arrow(), len(questions))
+    if args.scale > 1:  # --- the 10x copy ---
+        shutil.rmtree(WORK, ignore_errors=True)
+        big_config = load_config(REPO / "configs" / "local.yaml", {"workdir": str(WORK)})
+        big = LanceDBStore(WORK / "lancedb", big_config.rag.store, big_config.rag.hnsw, big_config.rag.keyword,
+                           hybrid_candidates=rag.retrieval.hybrid_candidates)
+        spec = CollectionSpec(f"Scale{args.scale}x", embedder.dimension, embedder.name)
+        big.open(spec)
+        source = table.to_arrow()
+        started = time.perf_counter()
+        base_vec = np.asarray(source["vector"].to_pylist(), dtype=np.float32)
+        for copy in range(args.scale):
+            vec = base_vec
+            if copy:
+                vec = base_vec + rng.normal(0, 0.01, base_vec.shape).astype(np.float32)
+                vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+            ids = [str(uuid.uuid5(uuid.UUID(i), str(copy))) for i in source["id"].to_pylist()]
+            arrays = {name: source[name] for name in source.column_names}
+            arrays["id"] = pa.array(ids)
+            arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), embedder.dimension)
+            big.table.add(pa.table(arrays, schema=big.table.schema))
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        big.finalize()
+        finalize_s = time.perf_counter() - started
+        sizes[f"{args.scale}x"] = measure(big, f"{args.scale}x")
+        sizes[f"{args.scale}x"]["build"] = {"load_s": load_s, "finalize_s": finalize_s}
+        exact = big.table
+        sizes[f"{args.scale}x"]["vector_exact"] = _time(
+            lambda i: exact.search(vectors[i % len(vectors)], vector_column_name="vector").distance_type("cosine")
+            .bypass_vector_index().limit(args.k).select(["id", "text", "_distance"]).to_arrow(), len(questions))
     retriever.close()
 
     out = {
@@ -190,11 +229,12 @@ def main() -> None:
         "hybrid_candidates": rag.retrieval.hybrid_candidates,
         "hnsw": rag.hnsw.model_dump(),
         "queries": len(questions),
+        "real_rows": real_rows,
         "sizes": sizes,
         "weaviate": weaviate,
         "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
     }
-    s1, sn = sizes["1x"], sizes[f"{args.scale}x"]
+    s1, sn = sizes["1x"], sizes.get(f"{args.scale}x")
     row = "| {size} | {rows:,} | {what} | {p50:.1f} | {p95:.1f} |"
     lines = [
         "# Query latency (LanceDB, embedded; Weaviate, a local server)",
@@ -205,7 +245,9 @@ def main() -> None:
         f"after the other on the same questions); {len(questions)} questions "
         f"(\"O que é <title>?\"), k={args.k}, hybrid alpha={rag.retrieval.alpha} over "
         f"{rag.retrieval.hybrid_candidates} candidates per list. {args.scale}x = the sample's vectors repeated "
-        f"{args.scale} times (copies jittered, sigma 0.01).",
+        f"{args.scale} times (copies jittered, sigma 0.01)."
+        + ("" if real_rows == s1["rows"] else f" 1x: the {real_rows:,} passages indexed so far (an index of the "
+           f"whole sample was still running), repeated with the same jitter up to {s1['rows']:,} rows."),
         "",
         "| store, size | rows | query | p50 ms | p95 ms |",
         "| --- | --- | --- | --- | --- |",
@@ -215,12 +257,14 @@ def main() -> None:
                    p95=s1["hybrid"]["p95_ms"]),
         row.format(size="1x LanceDB", rows=s1["rows"], what="embed question + vector",
                    p50=s1["end_to_end_vector"]["p50_ms"], p95=s1["end_to_end_vector"]["p95_ms"]),
-        row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="vector (IVF_HNSW_SQ)" if sn["vector_index"]
-                   else "vector (exact)", p50=sn["vector"]["p50_ms"], p95=sn["vector"]["p95_ms"]),
-        row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="vector (exact, index bypassed)",
-                   p50=sn["vector_exact"]["p50_ms"], p95=sn["vector_exact"]["p95_ms"]),
-        row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="hybrid", p50=sn["hybrid"]["p50_ms"],
-                   p95=sn["hybrid"]["p95_ms"]),
+        *([] if sn is None else [
+            row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="vector (IVF_HNSW_SQ)" if sn["vector_index"]
+                       else "vector (exact)", p50=sn["vector"]["p50_ms"], p95=sn["vector"]["p95_ms"]),
+            row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="vector (exact, index bypassed)",
+                       p50=sn["vector_exact"]["p50_ms"], p95=sn["vector_exact"]["p95_ms"]),
+            row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="hybrid", p50=sn["hybrid"]["p50_ms"],
+                       p95=sn["hybrid"]["p95_ms"]),
+        ]),
         *([] if weaviate is None else [
             row.format(size="1x Weaviate", rows=weaviate["rows"], what="vector (HNSW)",
                        p50=weaviate["vector"]["p50_ms"], p95=weaviate["vector"]["p95_ms"]),
@@ -235,10 +279,11 @@ def main() -> None:
             f"{weaviate['load_s']:.1f} s; HNSW ef={rag.hnsw.ef} (-1: dynamic), efConstruction "
             f"{rag.hnsw.ef_construction}, maxConnections {rag.hnsw.max_connections}; hybrid is Weaviate's "
             "relativeScoreFusion with the same alpha.", ""]),
-        f"Building the {args.scale}x copy: load {sn['build']['load_s']:.1f} s, indexes (BTREE id, BM25 text, "
-        f"IVF_HNSW_SQ vector) {sn['build']['finalize_s']:.1f} s.",
+        *([] if sn is None else [
+            f"Building the {args.scale}x copy: load {sn['build']['load_s']:.1f} s, indexes (BTREE id, BM25 text, "
+            f"IVF_HNSW_SQ vector) {sn['build']['finalize_s']:.1f} s."]),
     ]
-    write_results("query_latency", out, "\n".join(lines) + "\n")
+    write_results(args.name, out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

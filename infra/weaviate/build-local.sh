@@ -25,7 +25,7 @@ fi
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 [[ -x $go ]] || { echo "build-local.sh: Go not found; install Go >= 1.26 or set GO=/path/to/go" >&2; exit 1; }
 
-mkdir -p "$cache"
+mkdir -p "$cache/bin"
 start=$(date +%s)
 echo "building weaviate-server $version with $("$go" version) into $cache/bin" >&2
 # A private GOBIN plus an atomic rename: an interrupted build never leaves a half-written binary at $bin
