@@ -244,8 +244,9 @@ def main() -> None:
         f"machine was shared with other work, so absolute numbers are pessimistic; the stores were timed one "
         f"after the other on the same questions); {len(questions)} questions "
         f"(\"O que é <title>?\"), k={args.k}, hybrid alpha={rag.retrieval.alpha} over "
-        f"{rag.retrieval.hybrid_candidates} candidates per list. {args.scale}x = the sample's vectors repeated "
-        f"{args.scale} times (copies jittered, sigma 0.01)."
+        f"{rag.retrieval.hybrid_candidates} candidates per list."
+        + ("" if sn is None else f" {args.scale}x = the sample's vectors repeated {args.scale} times (copies "
+           "jittered, sigma 0.01).")
         + ("" if real_rows == s1["rows"] else f" 1x: the {real_rows:,} passages indexed so far (an index of the "
            f"whole sample was still running), repeated with the same jitter up to {s1['rows']:,} rows."),
         "",
