@@ -5,11 +5,13 @@ free ports, API-key authentication on, data in a given folder; ready when ``/v1/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +47,15 @@ def missing_binary_reason() -> str:
     where = os.environ.get("WEAVIATE_SERVER_BIN") or "the build cache (PTWIKI_CACHE, default /var/cache/ptwiki)"
     return (f"no weaviate-server {pinned_version()} binary in {where}: build it with infra/weaviate/build-local.sh "
             "(Go >= 1.26 and the Go module proxy; several minutes the first time), or set WEAVIATE_SERVER_BIN")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started the server dies, so a test run
+    killed from outside (a timeout) leaves no server behind."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_ports(count: int, consecutive: bool, held: ExitStack) -> list[int]:
@@ -106,7 +117,8 @@ class LocalWeaviate:
         env.update(self.environment())
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(["bash", str(RUN_SCRIPT)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self._wait_ready()
         return self
 
