@@ -79,7 +79,7 @@ def _jittered_copies(source, target_rows: int, dimension: int, rng, schema):
     return pa.concat_tables([p.cast(schema) for p in parts])
 
 
-def _weaviate_1x(table, embedder, rag, measure, questions: list[str], k: int) -> dict:
+def _weaviate_1x(table, embedder, rag, measure, questions: list[str], k: int, end_to_end: bool) -> dict:
     """The LanceDB collection's rows and vectors copied into Weaviate, then timed like LanceDB's."""
     from ptwiki_llm.rag.retrieval import Retriever
     from ptwiki_llm.rag.stores import CollectionSpec
@@ -106,8 +106,9 @@ def _weaviate_1x(table, embedder, rag, measure, questions: list[str], k: int) ->
         load_s = time.perf_counter() - started
         result = measure(store, "1x weaviate")
         retriever = Retriever(store, embedder, rag.retrieval)
-        result["end_to_end_vector"] = _time(
-            lambda i: retriever.retrieve(questions[i % len(questions)], k=k, mode="vector"), len(questions))
+        if end_to_end:
+            result["end_to_end_vector"] = _time(
+                lambda i: retriever.retrieve(questions[i % len(questions)], k=k, mode="vector"), len(questions))
         result["load_s"] = load_s
         result["server"] = "local weaviate-server (infra/weaviate/run-local.sh)" if server else store.location
         result["server_version"] = store.client.get_meta().get("version")
@@ -129,6 +130,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10, help="the LanceDB scale copy; 1 = none")
     parser.add_argument("--name", default="query_latency", help="results file name in benchmarks/results/")
     parser.add_argument("--no-weaviate", dest="weaviate", action="store_false", help="LanceDB only")
+    parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false",
+                        help="time the stores only, not embedding the question")
     parser.add_argument("--rows", type=int, default=0,
                         help="the 1x size: when the indexed collection holds fewer rows (an index still running), "
                              "its rows are repeated with jitter up to this many (0 = the collection as it is)")
@@ -182,9 +185,11 @@ def main() -> None:
         return result
 
     sizes = {"1x": measure(base_store, "1x")}
-    sizes["1x"]["end_to_end_vector"] = _time(
-        lambda i: retriever.retrieve(questions[i % len(questions)], k=args.k, mode="vector"), len(questions))
-    weaviate = _weaviate_1x(table, embedder, rag, measure, questions, args.k) if args.weaviate else None
+    if args.end_to_end:
+        sizes["1x"]["end_to_end_vector"] = _time(
+            lambda i: retriever.retrieve(questions[i % len(questions)], k=args.k, mode="vector"), len(questions))
+    weaviate = _weaviate_1x(table, embedder, rag, measure, questions, args.k, args.end_to_end) if args.weaviate \
+        else None
 
     if args.scale > 1:  # --- the 10x copy ---
         shutil.rmtree(WORK, ignore_errors=True)
@@ -234,7 +239,7 @@ def main() -> None:
         "weaviate": weaviate,
         "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
     }
-    s1, sn = sizes["1x"], sizes.get(f"{args.scale}x")
+    s1, sn = sizes["1x"], sizes.get(f"{args.scale}x") if args.scale > 1 else None
     row = "| {size} | {rows:,} | {what} | {p50:.1f} | {p95:.1f} |"
     lines = [
         "# Query latency (LanceDB, embedded; Weaviate, a local server)",
@@ -256,8 +261,9 @@ def main() -> None:
                    p95=s1["vector"]["p95_ms"]),
         row.format(size="1x LanceDB", rows=s1["rows"], what="hybrid", p50=s1["hybrid"]["p50_ms"],
                    p95=s1["hybrid"]["p95_ms"]),
-        row.format(size="1x LanceDB", rows=s1["rows"], what="embed question + vector",
-                   p50=s1["end_to_end_vector"]["p50_ms"], p95=s1["end_to_end_vector"]["p95_ms"]),
+        *([] if "end_to_end_vector" not in s1 else [
+            row.format(size="1x LanceDB", rows=s1["rows"], what="embed question + vector",
+                       p50=s1["end_to_end_vector"]["p50_ms"], p95=s1["end_to_end_vector"]["p95_ms"])]),
         *([] if sn is None else [
             row.format(size=f"{args.scale}x LanceDB", rows=sn["rows"], what="vector (IVF_HNSW_SQ)" if sn["vector_index"]
                        else "vector (exact)", p50=sn["vector"]["p50_ms"], p95=sn["vector"]["p95_ms"]),
@@ -271,9 +277,10 @@ def main() -> None:
                        p50=weaviate["vector"]["p50_ms"], p95=weaviate["vector"]["p95_ms"]),
             row.format(size="1x Weaviate", rows=weaviate["rows"], what="hybrid", p50=weaviate["hybrid"]["p50_ms"],
                        p95=weaviate["hybrid"]["p95_ms"]),
-            row.format(size="1x Weaviate", rows=weaviate["rows"], what="embed question + vector",
-                       p50=weaviate["end_to_end_vector"]["p50_ms"], p95=weaviate["end_to_end_vector"]["p95_ms"]),
         ]),
+        *([] if weaviate is None or "end_to_end_vector" not in weaviate else [
+            row.format(size="1x Weaviate", rows=weaviate["rows"], what="embed question + vector",
+                       p50=weaviate["end_to_end_vector"]["p50_ms"], p95=weaviate["end_to_end_vector"]["p95_ms"])]),
         "",
         *([] if weaviate is None else [
             f"Weaviate {weaviate['server_version']} ({weaviate['server']}): the 1x rows and vectors loaded in "
