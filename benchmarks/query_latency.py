@@ -252,8 +252,8 @@ def main() -> None:
         f"{rag.retrieval.hybrid_candidates} candidates per list."
         + ("" if sn is None else f" {args.scale}x = the sample's vectors repeated {args.scale} times (copies "
            "jittered, sigma 0.01).")
-        + ("" if real_rows == s1["rows"] else f" 1x: the {real_rows:,} passages indexed so far (an index of the "
-           f"whole sample was still running), repeated with the same jitter up to {s1['rows']:,} rows."),
+        + ("" if real_rows == s1["rows"] else f" 1x: the {real_rows:,} passages of an unfinished index of the "
+           f"whole sample, repeated with the same jitter up to {s1['rows']:,} rows."),
         "",
         "| store, size | rows | query | p50 ms | p95 ms |",
         "| --- | --- | --- | --- | --- |",
