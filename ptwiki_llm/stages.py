@@ -211,21 +211,24 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
     from ptwiki_llm.models import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
+    from ptwiki_llm.rag.identity import index_identity
     from ptwiki_llm.rag.index import build_index, iter_articles
     from ptwiki_llm.rag.pointer import write_pointer
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, collection_name, open_store
 
     rag = config.rag
     embedder_ref = model_ref(config, rag.embedding.model)
-    chunking = chunking_fingerprint(rag.chunking)
     excluded = quarantined_ids(Path(validated["dir"]))
     with tracking.step_run(config, "index", pipeline_run_id):
         embedder = load_embedder(config)
+        identity = index_identity(validated["dataset_sha256"], excluded, embedder.name, embedder.model_dir,
+                                  embedder.model.prompts, rag.embedding, rag.chunking, embedder.fingerprint)
         name = rag.store.collection or collection_name(rag.store.collection_prefix, validated["dataset_sha256"],
-                                                        embedder.collection_key, chunking)
+                                                        embedder_ref.name, identity.fingerprint())
         chunker = Chunker(load_tokenizer(embedder_ref, config), rag.chunking)
         spec = CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
-                              distance=rag.hnsw.distance, chunking=chunking, embedding=embedder.fingerprint)
+                              distance=rag.hnsw.distance, chunking=chunking_fingerprint(rag.chunking),
+                              embedding=embedder.fingerprint, identity=identity.fingerprint())
         with open_store(config) as store:
             store.open(spec)  # a mismatching existing collection raises here, before any write
             count_before = store.count()
@@ -256,6 +259,7 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
                             "index.embedded_chars_per_s": report.embedded_chars / report.elapsed_s
                             if report.elapsed_s else 0.0})
         tracking.log_json(report.to_dict(), "index_report.json")
+        tracking.log_json(identity.to_dict(), "index_identity.json")
     result = {
         "backend": report.backend,
         "collection": report.collection,
@@ -265,6 +269,7 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
         "embedding_precision": embedder.precision,
         "embedding_backend": embedder.identity,
         "dataset_sha256": validated["dataset_sha256"],
+        "identity": identity.to_dict(),
         "counts": counts,
     }
     write_pointer(config, result)

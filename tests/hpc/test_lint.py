@@ -151,6 +151,10 @@ def test_weaviate_launcher_command(tmp_path):
     assert f"AUTHENTICATION_APIKEY_ALLOWED_KEYS={key}" in env_file
     assert "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED=false" in env_file
     assert f"PERSISTENCE_DATA_PATH={data}" in env_file and "GRPC_PORT=50051" in env_file
+    # the environment shared with run-local.sh (infra/weaviate/settings.sh): no modules, no telemetry
+    for line in ("ENABLE_MODULES=''", "DEFAULT_VECTORIZER_MODULE=none", "DISABLE_TELEMETRY=true",
+                 "CLUSTER_GOSSIP_BIND_PORT=7946", "RAFT_PORT=8300", "CLUSTER_HOSTNAME=ptwiki-weaviate"):
+        assert line in env_file, line
 
 
 def test_launcher_refuses_a_missing_image(tmp_path):

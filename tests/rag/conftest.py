@@ -64,3 +64,42 @@ def corpus(tmp_path_factory, asset, asset_folders) -> dict:
         "rows": rows,
         "quarantined": quarantined,
     }
+
+
+# --- a real Weaviate server (infra/weaviate/build-local.sh builds the binary; .ci/run exports its path) ---
+
+
+@pytest.fixture(scope="session")
+def weaviate_binary() -> Path:
+    """The weaviate-server binary; skips (saying how to build it) when there is none, fails when
+    WEAVIATE_SERVER_BIN names one that does not exist (CI sets it, so CI never skips these tests)."""
+    import os
+
+    from ptwiki_llm.rag.stores.local_weaviate import missing_binary_reason, server_binary
+
+    binary = server_binary()
+    if binary is None:
+        if os.environ.get("WEAVIATE_SERVER_BIN"):
+            pytest.fail(missing_binary_reason())
+        print(f"SKIP weaviate: {missing_binary_reason()}")
+        pytest.skip(missing_binary_reason())
+    return binary
+
+
+@pytest.fixture(scope="session")
+def weaviate_server(weaviate_binary, tmp_path_factory):
+    """One server for the session: 127.0.0.1, free ports, API-key auth, data in a temp folder."""
+    from ptwiki_llm.rag.stores.local_weaviate import LocalWeaviate
+
+    server = LocalWeaviate(tmp_path_factory.mktemp("weaviate") / "data", weaviate_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def weaviate_env(weaviate_server, monkeypatch):
+    """WEAVIATE_URL (with the gRPC port) and WEAVIATE_API_KEY of the session's server, for this test."""
+    monkeypatch.setenv("WEAVIATE_URL", weaviate_server.url)
+    monkeypatch.setenv("WEAVIATE_API_KEY", weaviate_server.api_key)
+    return weaviate_server

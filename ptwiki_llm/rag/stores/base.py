@@ -67,12 +67,13 @@ class CollectionSpec:
     distance: str = "cosine"
     chunking: str | None = None  # fingerprint of the chunking settings; None (readers) = not checked
     embedding: str | None = None  # fingerprint of a non-torch embedding runtime (Embedder.identity); None = torch
+    identity: str | None = None  # fingerprint of everything the collection holds (rag/identity.py); None = not checked
 
     def description(self) -> str:
         """Stored with the collection so a later run can check it writes the same kind of vectors."""
         return json.dumps({"ptwiki_schema": SCHEMA_VERSION, "dimension": self.dimension,
                            "embedder": self.embedder, "distance": self.distance, "chunking": self.chunking,
-                           "embedding": self.embedding}, sort_keys=True)
+                           "embedding": self.embedding, "identity": self.identity}, sort_keys=True)
 
     def check(self, found: Mapping[str, Any], where: str) -> None:
         """Raise SchemaMismatchError listing every difference between ``found`` and this spec."""
@@ -172,8 +173,10 @@ def _describe(item: Any) -> str:
 
 
 def retry_call(fn: Callable[[], T], attempts: int, backoff_s: float, on_fail: Callable[[Exception], Exception],
-               sleep: Callable[[float], None] = time.sleep) -> T:
-    """``fn()`` up to ``attempts`` times with doubling delay; then raise ``on_fail(last error)``."""
+               sleep: Callable[[float], None] = time.sleep,
+               permanent: Callable[[Exception], bool] = lambda exc: False) -> T:
+    """``fn()`` up to ``attempts`` times with doubling delay; then raise ``on_fail(last error)``. An error
+    ``permanent`` calls so (a rejected credential) is not retried."""
     last: Exception | None = None
     for attempt in range(attempts):
         if attempt:
@@ -182,6 +185,8 @@ def retry_call(fn: Callable[[], T], attempts: int, backoff_s: float, on_fail: Ca
             return fn()
         except Exception as exc:
             last = exc
+            if permanent(exc):
+                break
     assert last is not None
     raise on_fail(last) from last
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
@@ -35,10 +35,54 @@ from ptwiki_llm.rag.stores.base import (
 )
 
 _RETURN = list(PROPERTIES)
+# BM25 searches the passage text by words; title, url and section are filtered on as whole strings, which FIELD
+# tokenization gives (with WORD, an equality filter on "Artigo 4" would match every title holding those words)
+_TOKENIZATION = {"text": "word", "title": "field", "url": "field", "section": "field"}
+
+
+def _property_kind(data_type: str, tokenization: Any) -> str:
+    """'int', or 'text/<tokenization>': what a stored property must match."""
+    if tokenization is None:
+        return data_type
+    return f"{data_type}/{getattr(tokenization, 'value', tokenization)}"
 
 
 def weaviate_url(cfg: WeaviateConfig) -> str | None:
     return cfg.url or os.environ.get(cfg.url_env) or None
+
+
+def grpc_port(url: str | None, cfg: WeaviateConfig) -> int:
+    """The gRPC port: ``?grpc_port=N`` on the URL (the launchers write it there), else rag.store.weaviate.grpc_port."""
+    values = parse_qs(urlparse(url or "").query).get("grpc_port")
+    if not values:
+        return cfg.grpc_port
+    try:
+        return int(values[0])
+    except ValueError:
+        raise ValueError(f"Weaviate URL {url!r}: grpc_port={values[0]!r} is not a port number") from None
+
+
+def auth_failure(exc: BaseException) -> bool:
+    """Whether the server refused the credentials (HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED)."""
+    from weaviate.exceptions import AuthenticationFailedError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the client wraps transport errors
+        seen.add(id(current))
+        if isinstance(current, AuthenticationFailedError) or getattr(current, "status_code", None) in (401, 403):
+            return True
+        text = str(current)
+        if any(mark in text for mark in ("UNAUTHENTICATED", "PERMISSION_DENIED", "anonymous access")):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def vector_score(distance: float, metric: str) -> float:
+    """Higher is better: cosine similarity (1 - cosine distance) or the dot product (Weaviate's dot distance is
+    its negative)."""
+    return -distance if metric == "dot" else 1.0 - distance
 
 
 def embedded_binary(cfg: WeaviateConfig) -> Path | None:
@@ -77,13 +121,14 @@ class WeaviateStore(VectorStore):
         super().__init__()
         self.cfg, self.store_cfg, self.hnsw, self.keyword = cfg, store_cfg, hnsw, keyword
         self.url = weaviate_url(cfg)
+        self.grpc_port = grpc_port(self.url, cfg)
         self.embedded_data_dir = embedded_data_dir
         if not cfg.embedded and not self.url:
             raise StoreUnavailableError(
                 f"rag.store.backend is 'weaviate' but no URL is set: set rag.store.weaviate.url or export "
                 f"{cfg.url_env}=http://host:8080 (or enable rag.store.weaviate.embedded with a pre-placed binary)"
             )
-        self.client = retry_call(self._connect, cfg.connect_retries, 1.0, self._unreachable)
+        self.client = retry_call(self._connect, cfg.connect_retries, 1.0, self._unreachable, permanent=auth_failure)
         self.collection: Any = None
 
     @property
@@ -110,14 +155,21 @@ class WeaviateStore(VectorStore):
         client = weaviate.connect_to_custom(
             http_host=parsed.hostname or "localhost", http_port=parsed.port or (443 if secure else 8080),
             http_secure=secure, grpc_host=self.cfg.grpc_host or parsed.hostname or "localhost",
-            grpc_port=self.cfg.grpc_port,
+            grpc_port=self.grpc_port,
             grpc_secure=secure if self.cfg.grpc_secure is None else self.cfg.grpc_secure,
             auth_credentials=Auth.api_key(key) if key else None, additional_config=extra,
         )
         return client
 
     def _unreachable(self, exc: Exception) -> Exception:
-        grpc = f"{self.cfg.grpc_host or urlparse(self.url or '').hostname}:{self.cfg.grpc_port}"
+        if auth_failure(exc):
+            key_set = bool(self.cfg.api_key_env and os.environ.get(self.cfg.api_key_env))
+            what = ("rejected the API key in" if key_set else "requires an API key: none is set in")
+            return StoreUnavailableError(
+                f"Weaviate at {self.location} {what} ${self.cfg.api_key_env} ({type(exc).__name__}: "
+                f"{str(exc)[:200]}). Export the server's key (a launcher keeps it in <services dir>/weaviate/api.key)."
+            )
+        grpc = f"{self.cfg.grpc_host or urlparse(self.url or '').hostname}:{self.grpc_port}"
         return StoreUnavailableError(
             f"Weaviate at {self.location} (gRPC {grpc}) is unreachable after {self.cfg.connect_retries} attempts: "
             f"{type(exc).__name__}: {str(exc)[:300]}. Check that the server runs and both ports are reachable "
@@ -141,7 +193,8 @@ class WeaviateStore(VectorStore):
             found: dict[str, Any] = json.loads(config.description or "{}")
         except json.JSONDecodeError:
             found = {"description": config.description}
-        found["properties"] = {p.name: str(p.data_type.value) for p in config.properties}
+        found["properties"] = {p.name: _property_kind(str(p.data_type.value), p.tokenization)
+                               for p in config.properties}
         return found
 
     def _create(self, spec: CollectionSpec) -> None:
@@ -152,8 +205,8 @@ class WeaviateStore(VectorStore):
 
         kinds = {"text": DataType.TEXT, "int": DataType.INT}
         properties = [
-            Property(name=name, data_type=kinds[kind], tokenization=Tokenization.WORD if kind == "text" else None,
-                     index_searchable=name == "text" if kind == "text" else None)
+            Property(name=name, data_type=kinds[kind], index_searchable=name == "text" if kind == "text" else None,
+                     tokenization=Tokenization(_TOKENIZATION[name]) if name in _TOKENIZATION else None)
             for name, kind in PROPERTIES.items()
         ]
         distance = {"cosine": D.COSINE, "dot": D.DOT}[spec.distance]
@@ -175,7 +228,7 @@ class WeaviateStore(VectorStore):
         if self.exists(spec.name):
             found = self.describe(spec.name)
             spec.check(found, self.location)
-            expected = {name: {"text": "text", "int": "int"}[kind] for name, kind in PROPERTIES.items()}
+            expected = {name: _property_kind(kind, _TOKENIZATION.get(name)) for name, kind in PROPERTIES.items()}
             if found["properties"] != expected:
                 raise SchemaMismatchError(
                     f"collection {spec.name!r} at {self.location} has properties {found['properties']}, "
@@ -243,7 +296,8 @@ class WeaviateStore(VectorStore):
             near_vector=np.asarray(vector, dtype=np.float32).tolist(), limit=k, filters=_filters(filters),
             return_metadata=MetadataQuery(distance=True), return_properties=_RETURN,
         )
-        return [Hit(chunk_from_properties(str(o.uuid), o.properties), 1.0 - float(o.metadata.distance))
+        metric = self._require_open().distance
+        return [Hit(chunk_from_properties(str(o.uuid), o.properties), vector_score(float(o.metadata.distance), metric))
                 for o in result.objects]
 
     def hybrid(self, query: str, vector: np.ndarray, k: int, alpha: float,
