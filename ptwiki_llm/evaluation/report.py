@@ -104,6 +104,14 @@ def _count_lines(result: dict[str, Any]) -> list[str]:
                      f"held-out documents; {qa['skipped_unanswerable']} unanswerable questions of those documents "
                      f"counted and left out; {qa['no_distractors']} left out for lack of same-type distractors; "
                      f"{qa['offset_mismatches']} answer offsets do not match their context (tolerated).")
+    exposure = result.get("fine_tuning_exposure") or {}
+    if exposure:
+        lines.append(f"- Fine-tuning exposure: the train step reads at most {exposure['trained_tokens_at_most']:,} "
+                     f"tokens of its {exposure['fine_tuning_text_tokens']:,}-token texts, so a text in them (probe "
+                     f"group train) is read {exposure['expected_passes_per_text']:.3f} times on average and a seen "
+                     f"knowledge paragraph (written data.knowledge.repeats times) "
+                     f"{exposure['expected_passes_per_knowledge_paragraph']:.3f} times: 'train' and 'seen' mean in "
+                     "the fine-tuning texts, which is trained on only as far as this budget reaches.")
     retrieval = result.get("retrieval") or {}
     if retrieval:
         lines.append(f"- Retrieval: {retrieval['mode']} (alpha {retrieval['alpha']}), {retrieval['k']} passages per "

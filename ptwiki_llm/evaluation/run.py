@@ -19,10 +19,12 @@ from ptwiki_llm.evaluation.arms import (
     Arm,
     EvaluationSetupError,
     Versions,
+    arm_of,
     load_arm_model,
     plan_arms,
     release_memory,
 )
+from ptwiki_llm.evaluation.exposure import fine_tuning_exposure
 from ptwiki_llm.evaluation.gate import Decision, decide
 from ptwiki_llm.evaluation.metrics import answer_in_texts, exact_match, sentence_in_texts, token_f1
 from ptwiki_llm.evaluation.probes import Probe, build_probes, fine_tuning_sentences, write_probes
@@ -54,6 +56,7 @@ class EvalItems:
     qa: QaTask | None = None
     probe_hits: dict[str, list[Any]] = field(default_factory=dict)
     qa_retrieval: QaRetrieval | None = None
+    exposure: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_of(config: Config, specific: int | None) -> int:
@@ -66,10 +69,12 @@ def prepare_items(config: Config, articles: Iterable[dict[str, Any]] | None, for
 
     ev = config.evaluation
     items = EvalItems()
+    # the exact sample the train step drew (same split, limits and seed, plus the knowledge documents)
+    train_texts, _ = load_splits(formatted, config.train.max_train_examples, config.train.max_eval_examples,
+                                 config.seed)
+    if any(arm_of(name).model != "base" for name in ev.arms) and {"probes", "qa"} & set(ev.tasks):
+        items.exposure = fine_tuning_exposure(config, train_texts, config.data.knowledge.repeats)
     if "probes" in ev.tasks and ev.probes.count and articles is not None:
-        # the exact sample the train step drew (same split, limits and seed): "in the fine-tuning set" means seen
-        train_texts, _ = load_splits(formatted, config.train.max_train_examples, config.train.max_eval_examples,
-                                     config.seed)
         items.probes, items.probe_counts = build_probes(
             articles, ev.probes, seed_of(config, ev.probes.seed), config.data.format.eval_fraction,
             fine_tuning_sentences(train_texts))
@@ -359,6 +364,7 @@ def run_evaluation(config: Config, *, articles: Iterable[dict[str, Any]] | None,
                    "qa_gold_passage_fallbacks": items.qa_retrieval.fallbacks if items.qa_retrieval else None,
                    "qa_collection": items.qa_retrieval.collection if items.qa_retrieval else None},
         "retrieval_modes": items.qa_retrieval.modes if items.qa_retrieval else {},
+        "fine_tuning_exposure": items.exposure,
         "retrieval": {"mode": config.rag.retrieval.mode, "alpha": config.rag.retrieval.alpha,
                       "k": ev.rag_k or config.rag.retrieval.k},
         **summary,
