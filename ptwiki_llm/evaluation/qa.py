@@ -173,12 +173,12 @@ class QaRetrieval:
 def retrieve_for_task(config: Config, task: QaTask, embedder: Any, k: int, recall_k: list[int],
                       show_progress: bool) -> QaRetrieval:
     """Index the task's paragraphs (idempotent: chunk ids are deterministic), retrieve for every question with
-    the configured mode, and measure recall@k of vector, BM25 and hybrid retrieval on the same questions."""
+    the configured mode (``rag.retrieval``), and measure recall@k of vector, BM25 (hybrid with alpha 0) and
+    hybrid retrieval on the same questions."""
     from ptwiki_llm.models import load_tokenizer, model_ref
     from ptwiki_llm.progress import progress_bar
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.index import build_index
-    from ptwiki_llm.rag.retrieval import Retriever
     from ptwiki_llm.rag.retrieval_eval import summarize
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, collection_name, open_store
 
@@ -192,19 +192,22 @@ def retrieve_for_task(config: Config, task: QaTask, embedder: Any, k: int, recal
         store.open(CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
                                   distance=rag.hnsw.distance, chunking=chunking))
         build_index(task.rows, chunker, embedder, store, rag, show_progress=False)
-        retriever = Retriever(store, embedder, rag.retrieval)
+        hybrid_label = f"hybrid(alpha={rag.retrieval.alpha})"
+        configured = "vector" if rag.retrieval.mode == "vector" else hybrid_label
+        mode_ranks: dict[str, list[int | None]] = {"vector": [], "bm25": [], hybrid_label: []}
         hits: dict[str, list[Any]] = {}
         ranks: dict[str, int | None] = {}
         with progress_bar(f"retrieving for {task.name}", len(task.items), show_progress) as advance:
             for item in task.items:
-                found = retriever.retrieve(item.question, k=depth)
-                hits[item.qid] = found
-                ranks[item.qid] = first_gold_rank(found, gold[item.qid])
+                # one query embedding serves the three modes (what Retriever.retrieve does for one of them)
+                vector = embedder.embed_query(item.question)
+                found = {"vector": store.search(vector, depth),
+                         "bm25": store.hybrid(item.question, vector, depth, 0.0),
+                         hybrid_label: store.hybrid(item.question, vector, depth, rag.retrieval.alpha)}
+                for label, mode_hits in found.items():
+                    mode_ranks[label].append(first_gold_rank(mode_hits, gold[item.qid]))
+                hits[item.qid] = found[configured]
+                ranks[item.qid] = first_gold_rank(found[configured], gold[item.qid])
                 advance(1)
-        modes: dict[str, dict[str, float]] = {}
-        for label, mode, alpha in (("vector", "vector", None), ("bm25", "hybrid", 0.0),
-                                   (f"hybrid(alpha={rag.retrieval.alpha})", "hybrid", rag.retrieval.alpha)):
-            mode_ranks = [first_gold_rank(retriever.retrieve(item.question, k=depth, mode=mode, alpha=alpha),
-                                          gold[item.qid]) for item in task.items]
-            modes[label] = summarize(mode_ranks, sorted({*recall_k, depth}))
+        modes = {label: summarize(values, sorted({*recall_k, depth})) for label, values in mode_ranks.items()}
     return QaRetrieval(collection=name, hits=hits, ranks=ranks, fallbacks=fallbacks, modes=modes)
