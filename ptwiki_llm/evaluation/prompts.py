@@ -36,9 +36,22 @@ def alpaca_prompt(question: str, blocks: list[str]) -> str:
     return PROMPT_NO_INPUT.format(instruction=question)
 
 
+def _count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _cut(tokenizer: Any, text: str, max_tokens: int) -> str:
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return text if len(offsets) <= max_tokens else text[: offsets[max(1, max_tokens) - 1][1]].rstrip() + " …"
+
+
 def arm_prompt(fmt: str, tokenizer: Any, question: str, hits: list[Any], budget: int,
                answer_cfg: Any) -> tuple[str, list[Any]]:
-    """The prompt of one question in format ``fmt`` and the passages it holds (none for closed-book arms)."""
+    """The prompt of one question in format ``fmt`` and the passages it holds (none for closed-book arms).
+
+    Both formats hold the passages ``rag/answer.py: build_prompt`` chooses for the chat prompt; the Alpaca
+    prompt cuts the last of them further when its own wording leaves less room in ``budget`` tokens.
+    """
     if not hits:
         return (render_prompt(tokenizer, question, []) if fmt == "chat" else alpaca_prompt(question, [])), []
     prompt, used, _ = build_prompt(tokenizer, question, hits, budget, answer_cfg)
@@ -46,8 +59,13 @@ def arm_prompt(fmt: str, tokenizer: Any, question: str, hits: list[Any], budget:
         return prompt, used
     blocks = _blocks(used)
     prompt = alpaca_prompt(question, blocks)
-    while len(blocks) > 1 and len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) > budget:
-        blocks.pop()
-        used = used[: len(blocks)]
+    while blocks and _count(tokenizer, prompt) > budget:
+        excess = _count(tokenizer, prompt) - budget + 8  # token counts of pieces and whole differ at the seams
+        last = _count(tokenizer, blocks[-1])
+        if last - excess >= answer_cfg.min_source_tokens:
+            blocks[-1] = _cut(tokenizer, blocks[-1], last - excess)
+        else:
+            blocks.pop()
+            used = used[: len(blocks)]
         prompt = alpaca_prompt(question, blocks)
     return prompt, used
