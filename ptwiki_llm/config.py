@@ -78,6 +78,20 @@ class FormatConfig(_Section):
     token_stats_sample: int = Field(2000, ge=0, description="examples tokenized for statistics; 0 = all")
 
 
+class KnowledgeConfig(_Section):
+    """Knowledge injection (ptwiki_llm/evaluation/knowledge.py): the documents of a SQuAD-format QA file go into
+    the fine-tuning corpus (one half) and the RAG index (both halves); their human questions are asked of every arm."""
+
+    file: str | None = Field(
+        "data/faquad_train.json.gz", description="asset name or path of a SQuAD v1/v2 JSON (optionally .gz); None = off"
+    )
+    max_documents: int | None = Field(8, ge=2, description="seeded sample of the file's documents (titles); None = all")
+    seen_share: float = Field(0.5, gt=0, lt=1, description="share of the documents that go into the fine-tuning corpus")
+    repeats: int = Field(4, ge=1, description="copies of each seen paragraph in the fine-tuning texts")
+    paraphrases: int = Field(0, ge=0, description="base-model paraphrases per seen paragraph; 0 = off")
+    seed: int | None = Field(None, description="None = the top-level seed")
+
+
 class DataConfig(_Section):
     source: str = Field(
         "data/ptwiki_namespace_0_sample.tar.gz",
@@ -89,6 +103,7 @@ class DataConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     format: FormatConfig = FormatConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
@@ -242,7 +257,8 @@ class StoreConfig(_Section):
 
 class RetrievalConfig(_Section):
     k: int = Field(4, ge=1)
-    mode: Literal["vector", "hybrid"] = "vector"
+    # hybrid: first on FaQuAD dev at recall@1 (0.81 vs vector 0.64, BM25 0.71; benchmarks/results/retrieval_quality.md)
+    mode: Literal["vector", "hybrid"] = "hybrid"
     # 0.75: Weaviate's default, and the best of 0.25/0.5/0.75 on FaQuAD (benchmarks/retrieval_quality.py)
     alpha: float = Field(0.75, ge=0, le=1, description="hybrid weight of the vector list: 1 = vector only, 0 = BM25")
     hybrid_candidates: int = Field(100, ge=1, description="results per sub-search before fusion (LanceDB)")
@@ -332,7 +348,9 @@ class TrainConfig(_Section):
         2000, ge=1, description="seeded sample of the train split (None = all); bounds tokenization time"
     )
     max_eval_examples: int | None = Field(6, ge=1, description="seeded sample of the eval split (None = all)")
-    heldout_eval: bool = Field(True, description="perplexity and bits/byte of the eval sample before and after")
+    heldout_eval: bool = Field(
+        True, description="perplexity and bits/byte before and after, on max_eval_examples raw eval-split articles")
+    heldout_max_chars: int | None = Field(1500, ge=100, description="characters per held-out article (sentence end)")
     dataloader_workers: int = Field(0, ge=0)
     run_dir: str = Field("{workdir}/runs/train", description="checkpoints, metrics and adapters, one folder per run")
     resume: bool = Field(True, description="continue from the latest checkpoint of the same run")
@@ -367,13 +385,13 @@ class ProbesConfig(_Section):
 
 
 class QaEvalConfig(_Section):
-    """Extractive QA from SQuAD v1/v2 JSON files, answered by generation."""
+    """Knowledge-injection QA on the documents of data.knowledge: multiple choice by likelihood and generation."""
 
-    files: list[str] = Field(
-        default_factory=lambda: ["data/faquad_dev.json.gz"],
-        description="asset names or paths of SQuAD-format JSON (optionally .gz)",
+    max_questions: int | None = Field(
+        24, ge=1, description="seeded sample of answerable questions per half (seen, held out); None = every question"
     )
-    max_questions: int | None = Field(20, ge=1, description="seeded sample per file; None = every question")
+    distractors: int = Field(3, ge=1, description="same-type answers of other questions per multiple-choice item")
+    generate: bool = Field(True, description="also generate answers (exact match, F1); False = multiple choice only")
     instruction: str = Field(
         "Responda apenas com a resposta, em poucas palavras.",
         description="appended to every question, for every arm (extractive answers, not essays)",
@@ -382,9 +400,11 @@ class QaEvalConfig(_Section):
 
 
 class LmEvalConfig(_Section):
-    """Perplexity and bits per byte of the formatted eval split (non-RAG arms)."""
+    """Perplexity and bits per byte of raw held-out article text (lm) and of templated eval examples (lm_format)."""
 
-    max_texts: int | None = Field(8, ge=1, description="seeded sample of eval examples; None = all")
+    max_texts: int | None = Field(24, ge=1, description="seeded sample of held-out articles; None = all")
+    max_chars: int | None = Field(1500, ge=100, description="characters per article, cut at a sentence end; None = all")
+    format_texts: int | None = Field(8, ge=1, description="seeded sample of templated eval examples (lm_format)")
     max_length: int = Field(512, ge=16, description="tokens per scoring window")
 
 
@@ -395,7 +415,7 @@ class GateConfig(_Section):
     primary_metric: str = Field("probes.accuracy", description="<task>.<metric>, compared ft vs champion (or base)")
     margin: float = Field(0.0, ge=0, description="the improvement the challenger must show, in the metric's units")
     guard_metrics: dict[str, float] = Field(
-        default_factory=lambda: {"lm.bits_per_byte": 0.02, "qa.f1": 0.05},
+        default_factory=lambda: {"lm.bits_per_byte": 0.02, "qa.mc_accuracy": 0.05},
         description="<task>.<metric> -> largest regression tolerated, in the metric's units",
     )
 
@@ -411,7 +431,12 @@ class EvaluationConfig(_Section):
         default_factory=lambda: list(ARMS),
         description="champion is skipped when none is registered (or it is the challenger)",
     )
-    tasks: list[Literal["lm", "probes", "qa"]] = Field(default_factory=lambda: ["lm", "probes", "qa"])
+    tasks: list[Literal["lm", "lm_format", "probes", "qa"]] = Field(
+        default_factory=lambda: ["lm", "lm_format", "probes", "qa"])
+    prompt_formats: dict[Literal["base", "ft", "champion"], Literal["chat", "alpaca"]] = Field(
+        default_factory=lambda: {"base": "chat", "ft": "alpaca", "champion": "alpaca"},
+        description="prompt of each arm's model: chat = the tokenizer's chat template (what the instruct base was "
+        "tuned on), alpaca = the format step's instruction template (what the adapters were trained on)")
     probes: ProbesConfig = ProbesConfig()
     qa: QaEvalConfig = QaEvalConfig()
     lm: LmEvalConfig = LmEvalConfig()
@@ -427,6 +452,7 @@ class EvaluationConfig(_Section):
         "bf16 (CUDA, CPUs with AVX512-BF16/AMX), as GPU runs evaluate in bf16 weights; docs/evaluation.md"
     )
     examples_in_report: int = Field(20, ge=0, description="QA items shown on the examples page")
+    mlflow_traces_per_arm: int = Field(50, ge=0, description="RAG QA answers logged as MLflow traces, per RAG arm")
     bootstrap: BootstrapConfig = BootstrapConfig()
     gate: GateConfig = GateConfig()
     out_dir: str = Field("{workdir}/evaluation", description="reports, plots and per-item results, one folder per run")

@@ -14,7 +14,7 @@ from ptwiki_llm import tracking
 from ptwiki_llm.cache_keys import EXTERNAL_STATE, restore_locations, strip_locations
 from ptwiki_llm.config import Config
 from ptwiki_llm.data.sources.base import ConvertOptions
-from ptwiki_llm.provenance import file_fingerprint, sha256_json
+from ptwiki_llm.provenance import file_fingerprint, sha256_file, sha256_json
 
 # Which config sections each stage depends on; the steps receive only these, so changing the
 # format settings re-runs format but leaves ingest and validate served from ZenML's cache.
@@ -23,12 +23,12 @@ _COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlf
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": ("data.source", "data.hub_fallback", "data.max_articles", "data.wiki_base_url", "data.ingest"),
     "validate": ("data.validate",),
-    "format": ("data.format", "models"),
+    "format": ("data.format", "data.knowledge", "models"),
     "index": ("rag", "models"),
     "train": ("train", "models"),
     "register": ("registry", "models"),
     # probes need the format split (data.format) and the train step's sample (train); RAG arms the rag section
-    "evaluate": ("evaluation", "rag", "models", "registry", "train", "data.format"),
+    "evaluate": ("evaluation", "rag", "models", "registry", "train", "data.format", "data.knowledge"),
 }
 
 
@@ -150,7 +150,10 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
 
     fmt = config.data.format
     tokenizer_ref = model_ref(config, fmt.tokenizer)
-    key = f"{validated['dataset_sha256'][:16]}-{sha256_json([fmt.model_dump(), tokenizer_ref.model_dump()])[:8]}"
+    knowledge_file = resolve_knowledge_file(config)
+    knowledge_key = [config.data.knowledge.model_dump(), sha256_file(knowledge_file)] if knowledge_file else None
+    key = f"{validated['dataset_sha256'][:16]}-" + sha256_json(
+        [fmt.model_dump(), tokenizer_ref.model_dump(), *([knowledge_key] if knowledge_key else [])])[:8]
     out_dir = config.data_dir / "formatted" / key
     excluded = quarantined_ids(Path(validated["dir"]))
     with tracking.step_run(config, "format", pipeline_run_id):
@@ -164,6 +167,16 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
             show_progress=show_progress,
         )
         summary = result.summary
+        knowledge = None
+        if knowledge_file is not None:
+            knowledge = write_knowledge_corpus(config, knowledge_file, out_dir)
+            summary["files"]["knowledge_train"] = {"path": "knowledge_train.jsonl",
+                                                   "sha256": sha256_file(out_dir / "knowledge_train.jsonl")}
+            summary["knowledge"] = {k: knowledge[k] for k in ("file", "counts", "training_texts",
+                                                             "training_paraphrases", "training_chars")}
+            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+            _log_counts("format.knowledge", {"counts": knowledge["counts"],
+                                             "training_texts": knowledge["training_texts"]})
         mlflow.log_params({f"format.{k}": v for k, v in fmt.model_dump().items()})
         mlflow.log_param("format.tokenizer_model", tokenizer_ref.name)
         _log_counts("format", {"articles": summary["articles"], "examples": summary["example_count"],
@@ -179,6 +192,9 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
         "dir": str(out_dir),
         "train": str(result.train_path),
         "eval": str(result.eval_path),
+        "eval_raw": str(result.eval_raw_path),
+        "knowledge": str(out_dir / "knowledge.json") if knowledge else None,
+        "knowledge_train": str(out_dir / "knowledge_train.jsonl") if knowledge else None,
         "summary": json.loads(json.dumps(summary)),
         "dataset_sha256": validated["dataset_sha256"],
     }
@@ -196,6 +212,33 @@ def _require_train_examples(summary: dict[str, Any], mode: str) -> None:
         f"{articles['eval']} in eval, {articles['without_examples']} too short to yield one",
         "Use a larger input (data.source) or lower data.format.min_section_chars",
     )
+def resolve_knowledge_file(config: Config) -> Path | None:
+    """The knowledge-injection QA file (data.knowledge.file), or None when it is off."""
+    from ptwiki_llm.assets import AssetNotFoundError, find_staged
+
+    name = config.data.knowledge.file
+    if not name:
+        return None
+    path = find_staged(name, config)
+    if path is None or not path.is_file():
+        raise AssetNotFoundError(
+            f"knowledge-injection QA file {name!r} not found (asset path: {config.asset_path or 'unset'}); set "
+            "PTWIKI_ASSET_PATH to the folder holding staged data, or change data.knowledge.file (null = off)")
+    return path
+
+
+def write_knowledge_corpus(config: Config, path: Path, out_dir: Path) -> dict[str, Any]:
+    """The knowledge documents' halves and fine-tuning texts (paraphrased by the base model when asked)."""
+    from ptwiki_llm.data.knowledge import write_knowledge
+
+    cfg = config.data.knowledge
+    seed = config.seed if cfg.seed is None else cfg.seed
+    paraphrase = None
+    if cfg.paraphrases:
+        from ptwiki_llm.data.paraphrase import base_model_paraphraser
+
+        paraphrase = base_model_paraphraser(config, cfg.paraphrases)
+    return write_knowledge(path, cfg, seed, out_dir, paraphrase)
 
 
 # --- index (RAG) -------------------------------------------------------------------------------
@@ -365,6 +408,7 @@ def evaluate_stage(config: Config, validated: dict[str, Any], formatted: dict[st
                          "ptwiki.gate.challenger": gate_result["challenger"] or "",
                          "ptwiki.gate.baseline": gate_result["baseline"]})
         mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
+        log_evaluation_views(result, out_dir, ev.mlflow_traces_per_arm)
     return {
         "dir": str(out_dir),
         "report": str(out_dir / "report.md"),
@@ -379,6 +423,18 @@ def evaluate_stage(config: Config, validated: dict[str, Any], formatted: dict[st
         "timings": result["timings"],
         "mlflow_run_id": run.info.run_id,
     }
+
+
+def log_evaluation_views(result: dict[str, Any], out_dir: Path, traces_per_arm: int) -> None:
+    """Per-item comparison tables, plots as images and RAG answers as traces, in the active MLflow run."""
+    import mlflow
+
+    from ptwiki_llm.evaluation.mlflow_log import log_plots, log_rag_traces, log_tables
+
+    tables = log_tables(result["rows"])
+    log_plots(out_dir, result["plots"])
+    traces = log_rag_traces(result["rows"], traces_per_arm) if traces_per_arm else 0
+    mlflow.set_tags({"ptwiki.eval.tables": ",".join(tables), "ptwiki.eval.traces": str(traces)})
 
 
 def _interval_metrics(prefix: str, table: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:

@@ -165,6 +165,11 @@ class FormatResult:
     def eval_path(self) -> Path:
         return self.out_dir / "eval.jsonl"
 
+    @property
+    def eval_raw_path(self) -> Path:
+        """The eval split's articles as cleaned text, no template: what language-model scores are measured on."""
+        return self.out_dir / "eval_raw.jsonl"
+
 
 def format_articles(
     shards: list[Path],
@@ -190,7 +195,8 @@ def format_articles(
     articles = {"train": 0, "eval": 0, "without_examples": 0}
     chars: list[int] = []
     texts_for_tokens: list[str] = []
-    handles = {split: (staging / f"{split}.jsonl").open("w", encoding="utf-8") for split in ("train", "eval")}
+    handles = {split: (staging / f"{split}.jsonl").open("w", encoding="utf-8")
+               for split in ("train", "eval", "eval_raw")}
     try:
         with progress_bar(f"format ({cfg.mode})", total=total_articles, enabled=show_progress) as advance:
             for article in iter_articles(shards, exclude_ids):
@@ -201,6 +207,9 @@ def format_articles(
                     continue
                 split = "eval" if is_eval(article["id"], cfg.eval_fraction) else "train"
                 articles[split] += 1
+                if split == "eval":
+                    raw = {"id": article["id"], "title": article["title"], "text": article["text"]}
+                    handles["eval_raw"].write(json.dumps(raw, ensure_ascii=False) + "\n")
                 for example in examples:
                     handles[split].write(json.dumps({"text": example.text}, ensure_ascii=False) + "\n")
                     counts[split][example.kind] += 1
@@ -231,7 +240,7 @@ def format_articles(
         stats["chars_per_token"] = round(total_chars / max(1, sum(token_counts)), 3)
         stats["estimated_total_tokens"] = round(sum(chars) / stats["chars_per_token"])
         summary["tokens"] = stats
-    for split in ("train", "eval"):
+    for split in ("train", "eval", "eval_raw"):
         path = staging / f"{split}.jsonl"
         summary["files"][split] = {"path": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     (staging / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -1,10 +1,12 @@
 """The promotion gate: does the challenger replace the champion?
 
 The challenger (arm ``ft``) is compared with the champion arm, or with ``base`` when there is no
-champion. It passes when, on the primary metric, its improvement is at least the margin and the
-paired bootstrap interval of the difference lies entirely on the improving side of zero, and on every
-guard metric it is not worse than the baseline by more than that guard's tolerance. Missing metrics fail
-the gate: a promotion is never made on evidence that was not measured.
+champion. It passes when, on the primary metric, the lower bound of the paired bootstrap interval of its
+improvement is positive and at least the margin (the point estimate alone decides nothing), and every
+guard metric is decided within its tolerance: the whole interval of the regression stays inside it. A
+guard whose point estimate regresses by more than the tolerance fails; one whose point is fine but whose
+interval reaches past the tolerance is *undecided* (too few items to tell), which is not a pass. Missing
+metrics fail the gate: a promotion is never made on evidence that was not measured.
 """
 
 from __future__ import annotations
@@ -80,31 +82,40 @@ def decide(metrics: dict[str, dict[str, dict[str, float]]], difference: dict[str
         decision.primary = {"metric": name, "challenger": ours["value"], "baseline": theirs["value"],
                             "improvement": gain, "improvement_low": low, "improvement_high": high,
                             "margin": cfg.margin}
-        if gain < cfg.margin or gain <= 0:
-            decision.reasons.append(f"{name}: improvement {gain:+.4f} over {baseline} is below the margin "
-                                    f"{cfg.margin:.4f}")
-            ok = False
-        elif not low > 0:
-            decision.reasons.append(f"{name}: improvement {gain:+.4f} over {baseline}, but its interval "
-                                    f"[{low:+.4f}, {high:+.4f}] includes zero")
+        interval = f"[{low:+.4f}, {high:+.4f}]"
+        if not (low > 0 and low >= cfg.margin):  # NaN bounds (too few items to resample) fail here too
+            decision.reasons.append(f"{name}: improvement {gain:+.4f} over {baseline}, interval {interval}: its lower "
+                                    f"bound is not above zero and the margin {cfg.margin:.4f}")
             ok = False
         else:
-            decision.reasons.append(f"{name}: improvement {gain:+.4f} over {baseline}, interval "
-                                    f"[{low:+.4f}, {high:+.4f}] (margin {cfg.margin:.4f})")
+            decision.reasons.append(f"{name}: improvement {gain:+.4f} over {baseline}, interval {interval}: lower "
+                                    f"bound above the margin {cfg.margin:.4f}")
     for guard, tolerance in sorted(cfg.guard_metrics.items()):
-        ours, theirs = metrics["ft"].get(guard), metrics[baseline_arm].get(guard)
-        if ours is None or theirs is None:
-            decision.guards[guard] = {"measured": False, "tolerance": tolerance}
+        ours, theirs, diff = metrics["ft"].get(guard), metrics[baseline_arm].get(guard), difference.get(guard)
+        if ours is None or theirs is None or diff is None:
+            decision.guards[guard] = {"measured": False, "tolerance": tolerance, "status": "not measured"}
             decision.reasons.append(f"guard {guard} was not measured for both arms")
             ok = False
             continue
         gain = _improvement(guard, ours["value"], theirs["value"])
-        passed = -gain <= tolerance
+        worst = -min(_improvement(guard, diff["low"], 0.0), _improvement(guard, diff["high"], 0.0))
+        if -gain > tolerance:
+            status = "failed"
+        elif worst <= tolerance:  # NaN (no interval) compares false: undecided
+            status = "passed"
+        else:
+            status = "undecided"
         decision.guards[guard] = {"measured": True, "challenger": ours["value"], "baseline": theirs["value"],
-                                  "improvement": gain, "tolerance": tolerance, "passed": passed}
-        if not passed:
+                                  "improvement": gain, "worst_regression": worst, "tolerance": tolerance,
+                                  "status": status, "passed": status == "passed"}
+        if status == "failed":
             decision.reasons.append(f"guard {guard}: {ours['value']:.4f} vs {theirs['value']:.4f} ({baseline}), "
                                     f"worse by {-gain:.4f} > tolerance {tolerance:.4f}")
+            ok = False
+        elif status == "undecided":
+            decision.reasons.append(f"guard {guard} undecided: {ours['value']:.4f} vs {theirs['value']:.4f} "
+                                    f"({baseline}); the interval allows a regression of {worst:.4f} > tolerance "
+                                    f"{tolerance:.4f} (too few items to decide)")
             ok = False
     if ok:
         decision.outcome = "promote"

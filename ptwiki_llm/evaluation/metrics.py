@@ -1,8 +1,14 @@
 """Answer metrics: SQuAD exact match and token F1 with a Portuguese normalisation, answer in sources.
 
-The normalisation is SQuAD's (lower case, punctuation and articles removed, whitespace collapsed) with
-the Portuguese articles "o, a, os, as, um, uma". Accents are kept: "está" and "esta" are different
+The normalisation is SQuAD's: lower case, punctuation deleted (not replaced by a space: "d'água" ->
+"dágua", "pós-graduação" -> "pósgraduação", as SQuAD's ``remove_punc`` does), the Portuguese articles
+"o, a, os, as, um, uma" removed, whitespace collapsed. Accents are kept: "está" and "esta" are different
 words. Citation markers such as "[2]", which the RAG prompt asks for, are removed before scoring.
+
+Numbers are normalised first, deliberately for Portuguese: a dot or a space between digit groups of
+three is a thousands separator ("1.000", "1 000" -> "1000"; "R$ 2.500,00" -> "2500,00"), and a decimal
+comma stays ("3,5" stays "3,5", so it never becomes 35). An English-style decimal point ("3.5") is left
+as written and its dot deleted with the punctuation: Portuguese text does not write it.
 """
 
 from __future__ import annotations
@@ -14,15 +20,23 @@ from collections.abc import Iterable, Sequence
 
 ARTICLES = frozenset({"o", "a", "os", "as", "um", "uma"})
 _CITATION = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
+_NUMBER = re.compile(r"\d{1,3}(?:[. ]\d{3})+(?!\d)(?:,\d+)?|\d+,\d+|\d+")
+_THOUSANDS = re.compile(r"(?<=\d)[. ](?=\d{3}(?!\d))")
+_KEEP = "\x00"  # stands for a decimal comma while punctuation is deleted
 
 
 def _is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith(("P", "S"))
 
 
+def _number(match: re.Match[str]) -> str:
+    return _THOUSANDS.sub("", match.group()).replace(",", _KEEP)
+
+
 def normalize_answer(text: str) -> str:
     text = _CITATION.sub(" ", text).lower()
-    text = "".join(" " if _is_punctuation(c) else c for c in text)
+    text = _NUMBER.sub(_number, text)
+    text = "".join(c for c in text if not _is_punctuation(c)).replace(_KEEP, ",")
     return " ".join(word for word in text.split() if word not in ARTICLES)
 
 
@@ -55,3 +69,10 @@ def answer_in_texts(golds: Sequence[str], texts: Iterable[str]) -> float:
     """1.0 when a normalised gold answer occurs, as whole words, in one of the normalised texts."""
     wanted = [f" {normalize_answer(g)} " for g in golds if normalize_answer(g)]
     return float(any(g in f" {normalize_answer(t)} " for t in texts for g in wanted))
+
+
+def sentence_in_texts(sentence: str, texts: Iterable[str]) -> float:
+    """1.0 when the normalised sentence occurs whole in one of the normalised texts (a sentence cut between two
+    passages does not count)."""
+    wanted = normalize_answer(sentence)
+    return float(bool(wanted) and any(wanted in normalize_answer(t) for t in texts))

@@ -8,6 +8,12 @@ and its group: ``heldout`` when the format step put the article in the eval spli
 of ``ptwiki_llm/data/format.py``), ``train`` when the masked sentence is in the fine-tuning sample.
 Articles of the train split whose sentence the fine-tuning sample left out are not probed: they were
 neither trained on nor held out. Everything is a function of the articles and the seed.
+
+Each probe also carries a question, what a user would type: the span's interrogative ("Em que ano",
+"Qual número", "Qual nome"), the article's title as the subject and at most ``_QUESTION_WORDS`` words on
+each side of the span, never more than half of the sentence's words. RAG arms retrieve with this question,
+never with the sentence, and every arm answers it as multiple choice; the question never contains the
+source sentence, the masked sentence or the answer (``question_for`` refuses, and such a span is not used).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ _ENTITY = re.compile(rf"(?<![\w'’-]){_WORD}(?:\s+(?:(?:de|da|do|dos|das|e|del|
 _NUMBER = re.compile(r"(?<![\w.,/:-])(?<!\d\s)\d+(?:[.,]\d+)*(?![\w/:-])(?!\s\d)")
 _SENTENCE_BREAK = re.compile(rf"(?<=[.!?…])\s+(?=[\"«“({_UP}])")
 _MIN_PREFIX_CHARS = 10  # a span right at the start has no context to be predicted from
+_QUESTION_LEAD = {"year": "Em que ano", "number": "Qual número", "entity": "Qual nome"}
+_QUESTION_WORDS = 4
+_EDGE_PUNCTUATION = ",;:()«»\"“”'."
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Probe:
     gold: str
     distractors: tuple[str, ...]
     group: str
+    question: str
 
     @property
     def prefix(self) -> str:
@@ -73,6 +83,33 @@ class Probe:
     def from_dict(cls, row: Mapping[str, Any]) -> Probe:
         fields = {k: row[k] for k in cls.__dataclass_fields__}
         return cls(**{**fields, "distractors": tuple(row["distractors"])})
+
+
+def question_for(title: str, sentence: str, start: int, end: int, kind: str) -> str | None:
+    """A question about the span: interrogative, title, the words around the span (None when the words around it
+    are too few, or the question would hold the answer, the source sentence or the masked sentence)."""
+    before = [w for w in (w.strip(_EDGE_PUNCTUATION) for w in sentence[:start].split()) if w]
+    after = [w for w in (w.strip(_EDGE_PUNCTUATION) for w in sentence[end:].split()) if w]
+    budget = max(1, (len(before) + len(after) + 1) // 2)  # at most half the sentence's words
+    near_before = before[-_QUESTION_WORDS:]
+    near_after = after[:_QUESTION_WORDS]
+    while len(near_before) + len(near_after) > budget:
+        (near_before if len(near_before) > len(near_after) else near_after).pop(
+            0 if len(near_before) > len(near_after) else -1)
+    if not near_before and not near_after:
+        return None
+    question = f"{_QUESTION_LEAD[kind]} — {title}: {' '.join(near_before)} … {' '.join(near_after)}?".replace(
+        "  ", " ").replace(" ?", "?")
+    if not question_is_safe(question, sentence, sentence[start:end], f"{sentence[:start]}{MASK}{sentence[end:]}"):
+        return None
+    return question
+
+
+def question_is_safe(question: str, sentence: str, gold: str, masked: str) -> bool:
+    """The question holds neither the answer (as whole words) nor the source sentence nor the masked sentence."""
+    asked = f" {normalize_answer(question)} "
+    return (f" {normalize_answer(gold)} " not in asked and normalize_answer(sentence) not in asked
+            and normalize_answer(masked.replace(MASK, " ")) not in asked)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -206,6 +243,9 @@ def _probe_for(candidates: list[_Candidate], group: str, pools: dict[str, list[s
     for index in order:
         candidate = candidates[index]
         gold = candidate.gold
+        question = question_for(candidate.title, candidate.sentence, candidate.start, candidate.end, candidate.kind)
+        if question is None:
+            continue
         taken = {normalize_answer(gold)}
         options = [d for d in _similar(candidate.kind, gold, pools[candidate.kind])
                    if normalize_answer(d) not in taken and d not in candidate.sentence]
@@ -214,7 +254,7 @@ def _probe_for(candidates: list[_Candidate], group: str, pools: dict[str, list[s
         distractors = tuple(rng.sample(options, cfg.distractors))
         return Probe(probe_id=f"p{candidate.article_id}", article_id=candidate.article_id, title=candidate.title,
                      sentence=candidate.sentence, start=candidate.start, end=candidate.end, kind=candidate.kind,
-                     gold=gold, distractors=distractors, group=group)
+                     gold=gold, distractors=distractors, group=group, question=question)
     return None
 
 

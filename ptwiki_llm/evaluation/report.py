@@ -8,8 +8,11 @@ from typing import Any
 
 from ptwiki_llm.evaluation.gate import lower_is_better
 
-TASK_TITLES = {"lm": "Language modelling (held-out split)", "probes": "Knowledge probes (cloze)",
-               "qa": "Extractive QA"}
+TASK_TITLES = {"lm": "Language modelling: raw text of held-out articles",
+               "lm_format": "Format: templated eval examples (not knowledge)",
+               "probes": "Knowledge probes: questions (all arms), masked sentences (closed-book arms)",
+               "qa": "Knowledge-injection QA: documents seen by fine-tuning vs held out"}
+TASK_ORDER = {"lm": 0, "probes": 1, "qa": 2, "lm_format": 3}
 
 
 def _fmt(interval: dict[str, float] | None, signed: bool = False) -> str:
@@ -21,8 +24,7 @@ def _fmt(interval: dict[str, float] | None, signed: bool = False) -> str:
 
 def metric_names(result: dict[str, Any]) -> list[str]:
     names = {m for arm in result["metrics"].values() for m in arm}
-    order = {"lm": 0, "probes": 1, "qa": 2}
-    return sorted(names, key=lambda m: (order.get(m.split(".")[0], 9), m.count("."), m))
+    return sorted(names, key=lambda m: (TASK_ORDER.get(m.split(".")[0], 9), m.count("."), m))
 
 
 def comparison_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -66,6 +68,54 @@ def _gate_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"**Promotion gate**: {gate['outcome']}{applied}; challenger "
              f"{'v' + gate['challenger'] if gate.get('challenger') else 'none'} vs {gate['baseline']}."]
     lines += [f"- {reason}" for reason in gate["reasons"]]
+    guards = gate.get("guards") or {}
+    if guards:
+        lines.append("- guards: " + "; ".join(f"{name} {g.get('status', 'passed' if g.get('passed') else 'failed')}"
+                                              for name, g in sorted(guards.items())))
+    return lines
+
+
+def retrieval_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Recall of each retrieval mode on the knowledge-injection questions."""
+    modes = result.get("retrieval_modes") or {}
+    keys = sorted({k for metrics in modes.values() for k in metrics}, key=lambda k: (k.startswith("mrr"), len(k), k))
+    return ["mode", *keys], [[mode, *(f"{metrics.get(k, float('nan')):.3f}" for k in keys)]
+                             for mode, metrics in modes.items()]
+
+
+def _count_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    counts = result["counts"]
+    formats = result.get("prompt_formats") or {}
+    if formats:
+        lines.append("- Prompt format per arm (evaluation.prompt_formats): " + ", ".join(
+            f"{arm}: {fmt}" for arm, fmt in formats.items()) + ". chat = the tokenizer's chat template, alpaca = the "
+            "instruction template the adapters were trained on; a difference between base and ft arms includes the "
+            "format.")
+    probes = counts.get("probes") or {}
+    if probes:
+        lines.append(f"- Probes: {probes.get('probes_train', 0)} from articles whose sentence is in the fine-tuning "
+                     f"sample (train), {probes.get('probes_heldout', 0)} from held-out articles (heldout); chance "
+                     "accuracy is 1 / (distractors + 1).")
+    for name, qa in (counts.get("qa") or {}).items():
+        docs = qa.get("documents") or {}
+        lines.append(f"- QA {name}: {qa.get('evaluated_seen', 0)} questions on {docs.get('seen', {}).get('documents')} "
+                     f"seen documents, {qa.get('evaluated_heldout', 0)} on {docs.get('heldout', {}).get('documents')} "
+                     f"held-out documents; {qa['skipped_unanswerable']} unanswerable questions of those documents "
+                     f"counted and left out; {qa['no_distractors']} left out for lack of same-type distractors; "
+                     f"{qa['offset_mismatches']} answer offsets do not match their context (tolerated).")
+    exposure = result.get("fine_tuning_exposure") or {}
+    if exposure:
+        lines.append(f"- Fine-tuning exposure: the train step reads at most {exposure['trained_tokens_at_most']:,} "
+                     f"tokens of its {exposure['fine_tuning_text_tokens']:,}-token texts, so a text in them (probe "
+                     f"group train) is read {exposure['expected_passes_per_text']:.3f} times on average and a seen "
+                     f"knowledge paragraph (written data.knowledge.repeats times) "
+                     f"{exposure['expected_passes_per_knowledge_paragraph']:.3f} times: 'train' and 'seen' mean in "
+                     "the fine-tuning texts, which is trained on only as far as this budget reaches.")
+    retrieval = result.get("retrieval") or {}
+    if retrieval:
+        lines.append(f"- Retrieval: {retrieval['mode']} (alpha {retrieval['alpha']}), {retrieval['k']} passages per "
+                     "RAG item.")
     return lines
 
 
@@ -82,21 +132,14 @@ def markdown_report(result: dict[str, Any]) -> str:
         f"## Differences (* = the {level}% interval excludes zero)", "",
         _markdown(*difference_table(result)), "",
         *_gate_lines(result), "",
-        "## Notes", "",
-        *(f"- {note}" for note in result["notes"]),
     ]
+    if result.get("retrieval_modes"):
+        lines += ["## Retrieval on the knowledge-injection questions (gold passage among the top k)", "",
+                  _markdown(*retrieval_table(result)), ""]
+    lines += ["## Notes", "", *(f"- {note}" for note in result["notes"]), *_count_lines(result)]
     if result.get("precision"):
         lines.append("- Precision: " + "; ".join(f"{model}: {label}" for model, label in result["precision"].items())
                      + " (evaluation.bf16_autocast).")
-    probes = result["counts"].get("probes") or {}
-    if probes:
-        lines.append(f"- Probes: {probes.get('probes_train', 0)} from articles in the fine-tuning sample (train), "
-                     f"{probes.get('probes_heldout', 0)} from held-out articles (heldout); chance accuracy is "
-                     "1 / (distractors + 1).")
-    for name, counts in result["counts"].get("qa", {}).items():
-        lines.append(f"- QA {name}: {counts['evaluated']} of {counts['answerable']} answerable questions; "
-                     f"{counts['skipped_unanswerable']} unanswerable skipped; {counts['offset_mismatches']} answer "
-                     "offsets do not match their context (tolerated: only answer texts are used).")
     return "\n".join(lines) + "\n"
 
 
@@ -108,12 +151,13 @@ _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-co
 def html_report(result: dict[str, Any], plots: list[str]) -> str:
     level = round(result["bootstrap"]["confidence"] * 100)
     gate = "".join(f"<p>{html.escape(line.lstrip('- ').replace('**', ''))}</p>" for line in _gate_lines(result))
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result["notes"])
+    notes = "".join(f"<li>{html.escape(n.lstrip('- '))}</li>" for n in [*result["notes"], *_count_lines(result)])
     images = "".join(f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>' for p in plots)
     return (f"<!doctype html><html lang=pt><meta charset=utf-8><title>Evaluation</title><style>{_STYLE}</style>"
             f"<h1>Evaluation: base vs fine-tuned vs RAG</h1><p>mean [{level}% paired bootstrap interval]</p>"
             f"{_html_table(*comparison_table(result))}<h2>Differences</h2>{_html_table(*difference_table(result))}"
-            f"<h2>Promotion gate</h2>{gate}<h2>Notes</h2><ul>{notes}</ul><h2>Plots</h2>{images}"
+            f"<h2>Promotion gate</h2>{gate}<h2>Retrieval</h2>{_html_table(*retrieval_table(result))}"
+            f"<h2>Notes</h2><ul>{notes}</ul><h2>Plots</h2>{images}"
             '<p><a href="examples.html">Examples: each arm\'s answers and sources</a></p></html>')
 
 
@@ -126,7 +170,7 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[str]:
 
     arms = [a for a in result["arms"] if a in result["metrics"]]
     written = []
-    for task in ("lm", "probes", "qa"):
+    for task in ("lm", "probes", "qa", "lm_format"):
         metrics = [m for m in metric_names(result) if m.startswith(task + ".")]
         if not metrics:
             continue
@@ -176,17 +220,19 @@ def examples_html(result: dict[str, Any], rows: dict[str, dict[str, list[dict[st
     qa = rows.get("qa", {})
     if qa:
         by_item = _rows_by_item(qa)
-        parts.append("<h2>Extractive QA</h2>")
+        parts.append("<h2>Knowledge-injection QA</h2>")
         for item_id in sorted(by_item)[:limit]:
             first = next(iter(by_item[item_id].values()))
             cells = "".join(
-                f"<tr><td>{html.escape(arm)}</td><td>{html.escape(r['answer'])}</td>"
-                f"<td>EM {r['exact_match']:.0f}, F1 {r['f1']:.2f}</td>"
+                f"<tr><td>{html.escape(arm)}</td><td>{html.escape(r.get('answer', '—'))}</td>"
+                f"<td>{html.escape(r['mc_chosen'])} ({r['mc_correct']:.0f})</td>"
+                f"<td>{'EM {:.0f}, F1 {:.2f}'.format(r['exact_match'], r['f1']) if 'f1' in r else '—'}</td>"
                 f"<td>{_sources_html(r.get('sources', []))}</td></tr>"
                 for arm in arms if (r := by_item[item_id].get(arm)) is not None)
-            parts.append(f"<h3>{html.escape(first['question'])}</h3><p>gold: "
-                         f"{html.escape(' | '.join(first['golds']))}</p><table><tr><th>arm</th><th>answer</th>"
-                         f"<th>score</th><th>sources</th></tr>{cells}</table>")
+            parts.append(f"<h3>{html.escape(first['question'])} ({first['half']})</h3><p>gold: "
+                         f"{html.escape(' | '.join(first['golds']))}; choices: "
+                         f"{html.escape(', '.join(first['choices']))}</p><table><tr><th>arm</th><th>answer</th>"
+                         f"<th>choice (correct)</th><th>score</th><th>sources</th></tr>{cells}</table>")
     probes = rows.get("probes", {})
     if probes:
         by_item = _rows_by_item(probes)
@@ -197,7 +243,8 @@ def examples_html(result: dict[str, Any], rows: dict[str, dict[str, list[dict[st
                 f"<tr><td>{html.escape(arm)}</td><td>{html.escape(r['chosen'])}</td><td>{r['correct']:.0f}</td>"
                 f"<td>{_sources_html(r.get('sources', []))}</td></tr>"
                 for arm in arms if (r := by_item[item_id].get(arm)) is not None)
-            parts.append(f"<h3>{html.escape(first['masked'])}</h3><p>gold: {html.escape(first['gold'])} "
+            parts.append(f"<h3>{html.escape(first['question'])}</h3><p>sentence: {html.escape(first['masked'])}"
+                         f"</p><p>gold: {html.escape(first['gold'])} "
                          f"({first['kind']}, {first['group']}); candidates: "
                          f"{html.escape(', '.join(first['candidates']))}</p><table><tr><th>arm</th><th>chosen</th>"
                          f"<th>correct</th><th>sources</th></tr>{cells}</table>")
@@ -206,9 +253,9 @@ def examples_html(result: dict[str, Any], rows: dict[str, dict[str, list[dict[st
 
 
 def write_report(out_dir: Path, result: dict[str, Any], rows: dict[str, dict[str, list[dict[str, Any]]]],
-                 examples: int) -> dict[str, str]:
+                 examples: int) -> dict[str, Any]:
     plots = write_plots(result, out_dir)
     (out_dir / "report.md").write_text(markdown_report(result), encoding="utf-8")
     (out_dir / "report.html").write_text(html_report(result, plots), encoding="utf-8")
     (out_dir / "examples.html").write_text(examples_html(result, rows, examples), encoding="utf-8")
-    return {"markdown": "report.md", "html": "report.html", "examples": "examples.html"}
+    return {"markdown": "report.md", "html": "report.html", "examples": "examples.html", "plots": plots}

@@ -46,16 +46,27 @@ def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidat
     A trailing space of the prefix moves into the span (" 1964", as BPE tokenizers write words);
     the context is cut from its end when context + prefix exceed ``max_context_tokens``.
     """
-    import torch
-
     stripped = prefix.rstrip()
     lead_space = " " if len(stripped) < len(prefix) else ""
     prefix_ids = _ids(tokenizer, stripped)
     context_ids = _ids(tokenizer, context)
     room = max(0, max_context_tokens - len(prefix_ids) - 1)
     head = [_start_token(tokenizer), *context_ids[:room], *prefix_ids]
-    suffix_ids = _ids(tokenizer, suffix)
     spans = [_ids(tokenizer, lead_space + candidate) for candidate in candidates]
+    return _continuations(model, tokenizer, head, spans, _ids(tokenizer, suffix))
+
+
+def choice_scores(model: Any, tokenizer: Any, prompt: str, candidates: Sequence[str]) -> list[ClozeScore]:
+    """Multiple choice by likelihood: each candidate answer right after the whole ``prompt`` (a question, and for
+    RAG arms its passages, in the arm's prompt format); the prompt already fits the model's context."""
+    head = [_start_token(tokenizer), *_ids(tokenizer, prompt)]
+    return _continuations(model, tokenizer, head, [_ids(tokenizer, c) for c in candidates], [])
+
+
+def _continuations(model: Any, tokenizer: Any, head: list[int], spans: list[list[int]],
+                   suffix_ids: list[int]) -> list[ClozeScore]:
+    import torch
+
     tails = [span + suffix_ids for span in spans]
     width = max(len(tail) for tail in tails)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

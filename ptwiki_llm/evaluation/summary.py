@@ -2,7 +2,7 @@
 
 Rows are per (task, arm, item). Within a task every arm scored the same items, so the arrays of all arms
 are aligned by item id and one resample matrix serves every arm and every difference (paired intervals).
-Metrics are named ``<task>.<metric>[.<group>]``: ``probes.accuracy.heldout``, ``qa.f1.faquad_dev``.
+Metrics are named ``<task>.<metric>[.<group>]``: ``probes.accuracy.heldout``, ``qa.f1.seen``.
 """
 
 from __future__ import annotations
@@ -27,39 +27,50 @@ def _group_mean(values: np.ndarray, mask: np.ndarray) -> Statistic:
     return ratio_of(np.where(mask, values, 0.0), mask.astype(float))
 
 
+def _grouped(stats: dict[str, Statistic], name: str, values: np.ndarray, groups: np.ndarray) -> None:
+    """``name`` over all items and ``name.<group>`` over each group's items (a ratio, so resamples stay paired)."""
+    stats[name] = mean_of(values)
+    for group in sorted(set(groups)):
+        stats[f"{name}.{group}"] = _group_mean(values, groups == group)
+
+
+def _present(rows: Sequence[dict[str, Any]], key: str) -> bool:
+    return bool(rows) and all(r.get(key) is not None for r in rows)
+
+
 def task_statistics(task: str, rows: Sequence[dict[str, Any]], recall_k: Sequence[int] = ()) -> dict[str, Statistic]:
     """Statistics of one arm on one task; ``rows`` sorted by item id."""
-    if task == "lm":
+    if task in ("lm", "lm_format"):
         nll, tokens, size = _column(rows, "nll"), _column(rows, "tokens"), _column(rows, "bytes")
-        return {"lm.perplexity": ratio_of(nll, tokens, transform=np.exp),
-                "lm.bits_per_byte": ratio_of(nll, size, scale=1 / math.log(2))}
+        return {f"{task}.perplexity": ratio_of(nll, tokens, transform=np.exp),
+                f"{task}.bits_per_byte": ratio_of(nll, size, scale=1 / math.log(2))}
     stats: dict[str, Statistic] = {}
     if task == "probes":
-        correct, gold = _column(rows, "correct"), _column(rows, "gold_logprob")
-        stats = {"probes.accuracy": mean_of(correct), "probes.gold_logprob": mean_of(gold)}
         groups = np.array([r["group"] for r in rows])
-        for group in sorted(set(groups)):
-            mask = groups == group
-            stats[f"probes.accuracy.{group}"] = _group_mean(correct, mask)
-            stats[f"probes.gold_logprob.{group}"] = _group_mean(gold, mask)
+        _grouped(stats, "probes.accuracy", _column(rows, "correct"), groups)
+        if _present(rows, "cloze_correct"):
+            _grouped(stats, "probes.cloze_accuracy", _column(rows, "cloze_correct"), groups)
+            _grouped(stats, "probes.gold_logprob", _column(rows, "gold_logprob"), groups)
+        for key in ("source_in_sources", "same_article_retrieved"):
+            if _present(rows, key):
+                _grouped(stats, f"probes.{key}", _column(rows, key), groups)
     elif task == "qa":
-        em, f1 = _column(rows, "exact_match"), _column(rows, "f1")
-        stats = {"qa.exact_match": mean_of(em), "qa.f1": mean_of(f1)}
-        if all("loop_or_echo" in r for r in rows):  # generated text that looped or only restated the question
+        halves = np.array([r["half"] for r in rows])
+        _grouped(stats, "qa.mc_accuracy", _column(rows, "mc_correct"), halves)
+        if _present(rows, "f1"):
+            _grouped(stats, "qa.exact_match", _column(rows, "exact_match"), halves)
+            _grouped(stats, "qa.f1", _column(rows, "f1"), halves)
+        if _present(rows, "loop_or_echo"):  # generated text that looped or only restated the question
             stats["qa.loop_or_echo"] = mean_of(_column(rows, "loop_or_echo"))
-        files = np.array([r["file"] for r in rows])
-        if len(set(files)) > 1:
-            for name in sorted(set(files)):
-                stats[f"qa.exact_match.{name}"] = _group_mean(em, files == name)
-                stats[f"qa.f1.{name}"] = _group_mean(f1, files == name)
-        ranks = [r.get("gold_rank") for r in rows]
         if any("gold_rank" in r for r in rows):
+            ranks = [r.get("gold_rank") for r in rows]
             for k in recall_k:
                 stats[f"qa.recall@{k}"] = mean_of(np.array([rank is not None and rank <= k for rank in ranks], float))
     else:
         raise ValueError(f"unknown task {task!r}")
-    if rows and all(r.get("answer_in_sources") is not None for r in rows):
-        stats[f"{task}.answer_in_sources"] = mean_of(_column(rows, "answer_in_sources"))
+    if _present(rows, "answer_in_sources"):
+        groups = np.array([r.get("group") or r.get("half") for r in rows])
+        _grouped(stats, f"{task}.answer_in_sources", _column(rows, "answer_in_sources"), groups)
     return stats
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.provenance import machine_info, package_versions, sha256_json
-from ptwiki_llm.training.data import check_sequence_length, load_splits
+from ptwiki_llm.training.data import check_sequence_length, load_splits, raw_heldout_texts
 from ptwiki_llm.training.heldout import heldout_metrics
 from ptwiki_llm.training.metrics import METRICS_FILE, MetricsCallback, MlflowSink, peak_memory_mb, truncate_log
 from ptwiki_llm.training.preemption import (
@@ -51,7 +51,7 @@ def run_key(config: Config, formatted: dict[str, Any], base_manifest: dict[str, 
         "dtype": config.models.dtype,
         "base": base_manifest.get("weights_sha256"),
         "data": {split: summary_files.get(split, {}).get("sha256") or formatted.get(split)
-                 for split in ("train", "eval")},
+                 for split in ("train", "eval", "eval_raw", "knowledge_train")},
         "world_size": config.train.num_processes,
     })[:16]
 
@@ -175,10 +175,13 @@ class _Run:
             _log_setup(self.sink, self.config, self.device, self.dtype_name, mixed_precision(args), self.quant,
                        peft_config, self.world_size, self.run_dir, checkpoint)
 
-        heldout_on = cfg.heldout_eval and bool(eval_texts) and not cfg.fsdp
+        # held-out perplexity and bits/byte on raw article text of the eval split, never the templated examples
+        raw_texts = (raw_heldout_texts(self.formatted, cfg.max_eval_examples, cfg.heldout_max_chars,
+                                       self.config.seed + 1) if cfg.heldout_eval else [])
+        heldout_on = cfg.heldout_eval and bool(raw_texts) and not cfg.fsdp
         if cfg.heldout_eval and cfg.fsdp:
             logger.warning("no held-out perplexity under FSDP (sharded weights); the evaluate step measures it")
-        before = self._heldout_base(model, tokenizer, eval_texts) if heldout_on else None
+        before = self._heldout_base(model, tokenizer, raw_texts) if heldout_on else None
         if before and self.is_main:
             self.sink.metrics({f"heldout.base.{k}": v for k, v in before.items()}, resumed_from)
 
@@ -205,7 +208,7 @@ class _Run:
         trainer.save_model(str(adapter_dir))  # PEFT: adapter weights + config only (the main process writes)
         if self.is_main:
             tokenizer.save_pretrained(str(adapter_dir))
-        after = heldout_metrics(trainer.model_wrapped, tokenizer, eval_texts, cfg.max_seq_length,
+        after = heldout_metrics(trainer.model_wrapped, tokenizer, raw_texts, cfg.max_seq_length,
                                 self.show_progress and self.is_main) if heldout_on else None
         result = self._result(adapter_dir, trainer, output, metrics_cb, resumed_from, load_seconds,
                               {"base": before, "tuned": after}, {"train": len(train_texts), "eval": len(eval_texts)})
@@ -224,7 +227,7 @@ class _Run:
 
     def _heldout_base(self, model: Any, tokenizer: Any, texts: list[str]) -> dict[str, float]:
         """The base model's score, computed once per run folder (a resumed run reuses it)."""
-        path = self.run_dir / "heldout_base.json"
+        path = self.run_dir / "heldout_base_raw.json"  # raw article text; earlier runs scored templated examples
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
         scores = heldout_metrics(model, tokenizer, texts, self.config.train.max_seq_length,

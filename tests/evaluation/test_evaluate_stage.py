@@ -7,7 +7,6 @@ must keep it (no improvement).
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -15,20 +14,8 @@ import pytest
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.evaluation.arms import EvaluationSetupError, Versions, plan_arms
+from tests.evaluation.test_knowledge import CITIES, _document, squad_file
 from tests.training.conftest import examples, tiny_config, write_formatted
-
-
-def _qa(qid: str, question: str, answer: str, start: int, impossible: bool = False) -> dict:
-    answers = [] if impossible else [{"text": answer, "answer_start": start}]
-    return {"id": qid, "question": question, "answers": answers, "is_impossible": impossible}
-
-
-CONTEXT = "Lisboa é a capital de Portugal. A cidade fica na foz do rio Tejo."
-SQUAD_V2 = {"version": "v2.0", "data": [{"title": "Lisboa", "paragraphs": [{"context": CONTEXT, "qas": [
-    _qa("q1", "Qual é a capital de Portugal?", "Lisboa", 0),
-    _qa("q2", "Em que rio fica Lisboa?", "rio Tejo", 3),  # offset off: tolerated and counted
-    _qa("q3", "Quantos habitantes tem Lisboa?", "", 0, impossible=True),  # skipped and counted
-]}]}]}
 
 
 def test_arms_without_a_challenger_say_what_to_run():
@@ -47,14 +34,14 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     """Config, an index of the 40-article corpus, a registered zero-init adapter, a formatted split, a QA file."""
     from peft import LoraConfig, get_peft_model
 
+    from ptwiki_llm.data.knowledge import write_knowledge
     from ptwiki_llm.models import load_causal_lm
     from ptwiki_llm.registry import register_adapter
     from ptwiki_llm.stages import index_stage
     from ptwiki_llm.training.trainer import base_pointer
 
     root = tmp_path_factory.mktemp("evaluate")
-    qa_file = root / "qa_v2.json.gz"
-    qa_file.write_bytes(gzip.compress(json.dumps(SQUAD_V2).encode()))
+    qa_file = squad_file(root, [_document(*c, unanswerable=i == 0) for i, c in enumerate(CITIES[:4])], "qa_v2.json.gz")
     config = tiny_config(root / "wd", model_store)
     config.asset_path = [str(p) for p in asset_folders]
     config.rag.chunking.min_chunk_chars = 10
@@ -62,7 +49,10 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     config.evaluation.probes.heldout_share = 0.5
     config.evaluation.lm.max_texts = 2
     config.evaluation.lm.max_length = 64
-    config.evaluation.qa.files = [str(qa_file)]
+    config.data.knowledge.file = str(qa_file)
+    config.evaluation.qa.distractors = 2
+    config.evaluation.qa.max_questions = 2
+    config.evaluation.lm.format_texts = 2
     config.evaluation.max_new_tokens = 6
     config.evaluation.rag_k = 2
     config.evaluation.bootstrap.samples = 200
@@ -75,6 +65,9 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     registered = register_adapter(config, {"status": "completed", "adapter_dir": str(adapter),
                                            "base": base_pointer(config), "metrics": {}, "heldout": {}})
     formatted = write_formatted(root / "formatted", examples(), examples(1))
+    write_knowledge(qa_file, config.data.knowledge, config.seed, root / "formatted")
+    formatted.update(knowledge=str(root / "formatted" / "knowledge.json"),
+                     knowledge_train=str(root / "formatted" / "knowledge_train.jsonl"))
     return {"config": config, "rag_index": rag_index, "registered": registered, "formatted": formatted,
             "validated": corpus["validated"]}
 
@@ -91,23 +84,33 @@ def test_evaluate_stage_end_to_end(setup):
     out = Path(result["dir"])
     assert result["arms"] == ["base", "base+rag", "ft", "ft+rag"]  # no champion yet
     for name in ("report.md", "report.html", "examples.html", "summary.json", "probes.jsonl", "plots/probes.png",
-                 "plots/qa.png", "plots/lm.png", "items/probes.jsonl", "items/qa.jsonl", "items/lm.jsonl"):
+                 "plots/qa.png", "plots/lm.png", "plots/lm_format.png", "items/probes.jsonl", "items/qa.jsonl",
+                 "items/lm.jsonl", "items/lm_format.jsonl"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     qa_counts = summary["counts"]["qa"]["qa_v2"]
-    assert qa_counts["skipped_unanswerable"] == 1 and qa_counts["offset_mismatches"] == 1
-    assert qa_counts["evaluated"] == 2 and result["items"]["qa"] == 2 and result["items"]["lm"] == 2
-    assert result["items"]["probes"] == 4
+    assert qa_counts["skipped_unanswerable"] == 1 and qa_counts["offset_mismatches"] == 4
+    assert qa_counts["evaluated_seen"] == 2 and qa_counts["evaluated_heldout"] == 2 and result["items"]["qa"] == 4
+    assert result["items"]["lm"] == 2 and result["items"]["lm_format"] == 2 and result["items"]["probes"] == 4
+    assert set(summary["retrieval_modes"]) == {"vector", "bm25", "hybrid(alpha=0.75)"}
+    assert summary["prompt_formats"] == {"base": "chat", "base+rag": "chat", "ft": "alpaca", "ft+rag": "alpaca"}
 
-    # a zero-init adapter computes what the base computes: same items, same prompts, same scores
+    # a zero-init adapter computes what the base computes: where the prompts are the same, the scores are too
     base, ft = result["metrics"]["base"], result["metrics"]["ft"]
-    for metric in ("probes.accuracy", "probes.gold_logprob", "lm.bits_per_byte", "qa.f1"):
+    for metric in ("probes.cloze_accuracy", "probes.gold_logprob", "lm.bits_per_byte", "lm_format.bits_per_byte"):
         assert ft[metric]["value"] == pytest.approx(base[metric]["value"], abs=1e-4), metric
+    for metric in ("qa.mc_accuracy.seen", "qa.mc_accuracy.heldout", "qa.f1.seen", "qa.f1.heldout", "probes.accuracy",
+                   "probes.accuracy.heldout"):
+        assert metric in ft and metric in result["metrics"]["ft+rag"], metric
+    rag = result["metrics"]["base+rag"]
+    assert {"probes.source_in_sources", "probes.answer_in_sources", "qa.recall@1", "qa.answer_in_sources"} <= set(rag)
+    probe_rows = [json.loads(line) for line in (out / "items/probes.jsonl").read_text().splitlines()]
+    for row in probe_rows:
+        assert row["question"] != row["masked"] and row["masked"].replace("____", "") not in row["question"]
     rows = [json.loads(line) for line in (out / "items/qa.jsonl").read_text().splitlines()]
-    answers = {(r["arm"], r["item_id"]): r["answer"] for r in rows}
-    assert all(answers[("ft", item)] == answers[("base", item)] for arm, item in answers if arm == "base")
     rag_rows = [r for r in rows if r["arm"] == "base+rag"]
-    assert all(r["sources"] and r["gold_rank"] is not None for r in rag_rows)  # two paragraphs' worth of chunks
+    assert all(r["sources"] and r["gold_rank"] is not None for r in rag_rows)  # four paragraphs, two passages each
+    assert {r["half"] for r in rows} == {"seen", "heldout"}
 
     assert result["gate"]["outcome"] == "keep" and not result["gate"]["applied"]
     client = MlflowClient()
@@ -118,6 +121,16 @@ def test_evaluate_stage_end_to_end(setup):
     assert "eval.base.probes.accuracy" in run.data.metrics and "eval.diff.ft-base.qa.f1.ci_low" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/report.md", "evaluation/report.html", "evaluation/examples.html"} <= artifacts
+    tables = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/tables")}
+    assert {"evaluation/tables/qa_by_item.json", "evaluation/tables/probes_by_item.json"} <= tables
+    table_path = client.download_artifacts(run.info.run_id, "evaluation/tables/qa_by_item.json")
+    table = json.loads(Path(table_path).read_text())
+    assert {"question", "golds", "half", "base.answer", "ft+rag.answer", "ft+rag.sources"} <= set(table["columns"])
+    images = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/images")}
+    assert "evaluation/images/qa.png" in images
+    import mlflow
+
+    assert len(mlflow.search_traces(run_id=run.info.run_id)) == 8  # 4 questions x 2 RAG arms
     report = (out / "report.md").read_text()
-    assert "closed-book" in report and "| probes.accuracy ↑ |" in report
+    assert "closed-book" in report and "| probes.accuracy ↑ |" in report and "bm25" in report
     assert set(summary["precision"]) == {"base", "ft"} and "- Precision: base: float32 weights" in report

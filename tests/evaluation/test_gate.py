@@ -24,15 +24,17 @@ def metrics(ft: dict, baseline: dict, baseline_arm: str = "base") -> dict:
 
 GOOD_FT = {"probes.accuracy": iv(0.60), "lm.bits_per_byte": iv(1.10), "qa.f1": iv(0.30)}
 BASE = {"probes.accuracy": iv(0.50), "lm.bits_per_byte": iv(1.12), "qa.f1": iv(0.31)}
-WINNING_DIFF = {"probes.accuracy": iv(0.10, 0.04, 0.16)}
+# ft - base, with paired intervals: bits/byte -0.02 [-0.03, -0.01], F1 -0.01 [-0.02, 0.00] (inside tolerance 0.03)
+GUARD_DIFF = {"lm.bits_per_byte": iv(-0.02, -0.03, -0.01), "qa.f1": iv(-0.01, -0.02, 0.0)}
+WINNING_DIFF = {"probes.accuracy": iv(0.10, 0.04, 0.16), **GUARD_DIFF}
 
 
-def test_promote_over_base_when_primary_wins_and_guards_hold():
+def test_promote_over_base_when_the_lower_bound_clears_the_margin_and_guards_hold():
     decision = decide(metrics(GOOD_FT, BASE), WINNING_DIFF, GATE, challenger="3", champion=None, baseline_arm="base")
     assert decision.outcome == "promote" and decision.passed and decision.baseline == "base"
     assert decision.primary["improvement"] == pytest.approx(0.10)
     assert decision.primary["improvement_low"] == pytest.approx(0.04)
-    assert decision.guards["qa.f1"]["passed"] and decision.guards["lm.bits_per_byte"]["passed"]  # f1 -0.01 tolerated
+    assert decision.guards["qa.f1"]["status"] == "passed" and decision.guards["lm.bits_per_byte"]["passed"]
 
 
 def test_promote_over_the_champion():
@@ -41,35 +43,56 @@ def test_promote_over_the_champion():
     assert decision.outcome == "promote" and decision.baseline == "champion v2"
 
 
-def test_keep_when_improvement_is_below_the_margin():
-    ft = {**GOOD_FT, "probes.accuracy": iv(0.51)}
-    decision = decide(metrics(ft, BASE), {"probes.accuracy": iv(0.01, 0.005, 0.015)}, GATE, "3", None, "base")
-    assert decision.outcome == "keep" and "below the margin" in decision.reasons[0]
+def test_the_gate_uses_the_lower_bound_not_the_point_estimate():
+    # point improvement 0.10 is far above the margin 0.02, but the lower bound 0.01 is not: keep
+    decision = decide(metrics(GOOD_FT, BASE), {**WINNING_DIFF, "probes.accuracy": iv(0.10, 0.01, 0.19)}, GATE,
+                      "3", None, "base")
+    assert decision.outcome == "keep" and "lower bound is not above zero and the margin" in decision.reasons[0]
+    # the same point estimate with a lower bound of 0.021 passes
+    passing = decide(metrics(GOOD_FT, BASE), {**WINNING_DIFF, "probes.accuracy": iv(0.10, 0.021, 0.19)}, GATE,
+                     "3", None, "base")
+    assert passing.outcome == "promote"
 
 
 def test_keep_when_the_interval_includes_zero():
-    decision = decide(metrics(GOOD_FT, BASE), {"probes.accuracy": iv(0.10, -0.01, 0.21)}, GATE, "3", None, "base")
-    assert decision.outcome == "keep" and "includes zero" in decision.reasons[0]
+    decision = decide(metrics(GOOD_FT, BASE), {**WINNING_DIFF, "probes.accuracy": iv(0.10, -0.01, 0.21)}, GATE, "3",
+                      None, "base")
+    assert decision.outcome == "keep" and "[-0.0100, +0.2100]" in decision.reasons[0]
 
 
 def test_keep_when_a_guard_regresses_beyond_tolerance():
     ft = {**GOOD_FT, "qa.f1": iv(0.25)}  # 0.06 below base, tolerance 0.03
-    decision = decide(metrics(ft, BASE), WINNING_DIFF, GATE, "3", None, "base")
-    assert decision.outcome == "keep" and not decision.guards["qa.f1"]["passed"]
+    decision = decide(metrics(ft, BASE), {**WINNING_DIFF, "qa.f1": iv(-0.06, -0.09, -0.03)}, GATE, "3", None, "base")
+    assert decision.outcome == "keep" and decision.guards["qa.f1"]["status"] == "failed"
     assert any("guard qa.f1" in r and "worse by 0.0600" in r for r in decision.reasons)
 
 
+def test_a_guard_with_too_few_items_to_decide_is_undecided_not_passed():
+    # point estimate -0.01 is inside the tolerance 0.03, but the interval allows -0.12: undecided, and no promotion
+    decision = decide(metrics(GOOD_FT, BASE), {**WINNING_DIFF, "qa.f1": iv(-0.01, -0.12, 0.10)}, GATE, "3", None,
+                      "base")
+    assert decision.outcome == "keep" and decision.guards["qa.f1"]["status"] == "undecided"
+    guard = decision.guards["qa.f1"]
+    assert not guard["passed"] and guard["worst_regression"] == pytest.approx(0.12)
+    assert any("guard qa.f1 undecided" in r for r in decision.reasons)
+    nan = decide(metrics(GOOD_FT, BASE), {**WINNING_DIFF, "qa.f1": iv(-0.01, float("nan"), float("nan"))}, GATE,
+                 "3", None, "base")
+    assert nan.guards["qa.f1"]["status"] == "undecided" and nan.outcome == "keep"
+
+
 def test_lower_is_better_metrics_as_primary_and_guard():
-    assert lower_is_better("lm.perplexity") and lower_is_better("lm.bits_per_byte") and not lower_is_better("qa.f1")
+    assert lower_is_better("lm.bits_per_byte") and lower_is_better("lm_format.perplexity")
+    assert not lower_is_better("qa.f1")
     gate = GateConfig(primary_metric="lm.bits_per_byte", margin=0.01, guard_metrics={"lm.perplexity": 0.5})
     ft = {"lm.bits_per_byte": iv(1.00), "lm.perplexity": iv(20.3)}
     base = {"lm.bits_per_byte": iv(1.05), "lm.perplexity": iv(20.0)}
     # ft - base = -0.05 [-0.08, -0.02]: an improvement of 0.05 [0.02, 0.08]
-    decision = decide(metrics(ft, base), {"lm.bits_per_byte": iv(-0.05, -0.08, -0.02)}, gate, "3", None, "base")
+    diff = {"lm.bits_per_byte": iv(-0.05, -0.08, -0.02), "lm.perplexity": iv(0.3, 0.1, 0.45)}
+    decision = decide(metrics(ft, base), diff, gate, "3", None, "base")
     assert decision.outcome == "promote"
     assert decision.primary["improvement"] == pytest.approx(0.05)
     assert (decision.primary["improvement_low"], decision.primary["improvement_high"]) == pytest.approx((0.02, 0.08))
-    worse = decide(metrics({**ft, "lm.perplexity": iv(21.0)}, base), {"lm.bits_per_byte": iv(-0.05, -0.08, -0.02)},
+    worse = decide(metrics({**ft, "lm.perplexity": iv(21.0)}, base), {**diff, "lm.perplexity": iv(1.0, 0.8, 1.2)},
                    gate, "3", None, "base")
     assert worse.outcome == "keep"  # perplexity up by 1.0 > 0.5
 
@@ -77,8 +100,8 @@ def test_lower_is_better_metrics_as_primary_and_guard():
 def test_missing_metrics_fail_closed():
     decision = decide(metrics({"probes.accuracy": iv(0.6)}, {"probes.accuracy": iv(0.5)}), WINNING_DIFF, GATE,
                       "3", None, "base")
-    assert decision.outcome == "keep" and decision.guards["qa.f1"] == {"measured": False, "tolerance": 0.03}
-    no_primary = decide(metrics(GOOD_FT, BASE), {}, GATE, "3", None, "base")
+    assert decision.outcome == "keep" and decision.guards["qa.f1"]["measured"] is False
+    no_primary = decide(metrics(GOOD_FT, BASE), GUARD_DIFF, GATE, "3", None, "base")
     assert no_primary.outcome == "keep" and "was not measured" in no_primary.reasons[0]
 
 
@@ -131,7 +154,8 @@ def test_passing_decision_promotes_and_tags(registry_config):
 
 
 def test_failing_decision_only_tags(registry_config):
-    decision = decide(metrics(GOOD_FT, BASE), {"probes.accuracy": iv(0.1, -0.01, 0.2)}, GATE, "2", None, "base")
+    decision = decide(metrics(GOOD_FT, BASE), {**WINNING_DIFF, "probes.accuracy": iv(0.1, -0.01, 0.2)}, GATE, "2",
+                      None, "base")
     applied = apply_decision(registry_config, decision, None)
     assert not applied.applied and _champion(registry_config) is None
     assert _version(registry_config, "2").tags["ptwiki.gate.outcome"] == "keep"

@@ -12,8 +12,12 @@ from ptwiki_llm.evaluation.metrics import answer_in_texts, exact_match, normaliz
     ("Uma cidade, um país e as ilhas.", "cidade país e ilhas"),
     ("Está   na «Bahia»", "está na bahia"),  # accents kept; Portuguese quotes are punctuation
     ("A capital [1] é Lisboa [2, 3].", "capital é lisboa"),  # citation markers of RAG answers
-    ("1.234,5 km²", "1 234 5 km²"),  # digits stay (the decimal comma is punctuation)
+    ("1.234,5 km²", "1234,5 km²"),  # thousands dot deleted, decimal comma kept
     ("ao", "ao"),  # contractions are words, not articles
+    ("pós-graduação", "pósgraduação"),  # punctuation deleted, not spaced (SQuAD's remove_punc)
+    ("d'água", "dágua"),
+    ("1.000", "1000"), ("1 000 alunos", "1000 alunos"), ("R$ 2.500,00", "r 2500,00"),  # Portuguese thousands
+    ("3,5", "3,5"), ("35", "35"),  # a decimal comma never turns 3,5 into 35
 ])
 def test_normalisation(text, normalized):
     assert normalize_answer(text) == normalized
@@ -46,3 +50,17 @@ def test_answer_in_sources_matches_whole_words():
     assert answer_in_texts(["rio de janeiro"], texts) == 1.0
     assert answer_in_texts(["Rio"], ["O Riozinho é pequeno."]) == 0.0
     assert answer_in_texts(["o"], texts) == 0.0  # an answer of articles alone matches nothing
+
+
+def test_portuguese_numbers_match_across_writings():
+    assert exact_match("1000", ["1.000"]) == 1.0 and exact_match("mil e 1.000", ["mil e 1000"]) == 1.0
+    assert exact_match("3,5", ["35"]) == 0.0
+    assert token_f1("cerca de 2.000 alunos", ["2000 alunos"]) == pytest.approx(2 * (2 / 4) * 1 / (2 / 4 + 1))
+
+
+def test_sentence_in_texts_needs_the_whole_sentence():
+    from ptwiki_llm.evaluation.metrics import sentence_in_texts
+
+    sentence = "Lisboa é a capital de Portugal."
+    assert sentence_in_texts(sentence, ["Intro. Lisboa é a capital  de Portugal. Fim."]) == 1.0
+    assert sentence_in_texts(sentence, ["Lisboa é a capital", "de Portugal."]) == 0.0

@@ -10,6 +10,8 @@ from ptwiki_llm.evaluation.probes import (
     MASK,
     build_probes,
     fine_tuning_sentences,
+    question_for,
+    question_is_safe,
     read_probes,
     spans,
     split_sentences,
@@ -86,3 +88,39 @@ def test_train_group_needs_the_sentence_in_the_fine_tuning_sample():
     train = [p for p in probes if p.group == "train"]
     assert [p.article_id for p in train] == [seen_article["id"]]
     assert counts["train_articles_not_in_sample"] == sum(1 for a in ARTICLES if not is_eval(a["id"], EVAL_FRACTION)) - 1
+
+
+def _norm(text: str) -> str:
+    from ptwiki_llm.evaluation.metrics import normalize_answer
+
+    return normalize_answer(text)
+
+
+def test_rag_queries_are_questions_that_never_hold_the_source_sentence():
+    probes, _ = build_probes(ARTICLES, ProbesConfig(count=20, heldout_share=0.5, distractors=2), seed=3,
+                             eval_fraction=EVAL_FRACTION, trained_sentences=None)
+    assert probes
+    for probe in probes:
+        query = probe.question
+        assert query != probe.sentence and query != probe.masked
+        assert probe.sentence not in query and probe.masked not in query
+        assert _norm(probe.sentence) not in _norm(query) and _norm(probe.masked.replace(MASK, " ")) not in _norm(query)
+        assert f" {_norm(probe.gold)} " not in f" {_norm(query)} "  # the answer is not in the question
+        assert query.endswith("?") and probe.title in query
+        words_around = len(_norm(query).split()) - len(_norm(probe.title).split()) - 3  # minus the interrogative
+        assert words_around <= (len(probe.sentence.split()) + 1) // 2 + 1
+
+
+def test_question_for_refuses_a_question_holding_the_answer_or_the_sentence():
+    sentence = "Berlim é a capital e a maior cidade da Alemanha, reunificada em 1990 após a queda do muro."
+    start = sentence.index("1990")
+    question = question_for("Berlim", sentence, start, start + 4, "year")
+    assert question is not None and question.startswith("Em que ano — Berlim:") and "1990" not in question
+    # the subject of the question is the answer itself: no question
+    start = sentence.index("Alemanha")
+    assert question_for("Alemanha", sentence, start, start + len("Alemanha"), "entity") is None
+    # a sentence of three words: the question keeps one of them, never the masked sentence
+    short = "Fundada em 1990."
+    question = question_for("X", short, 11, 15, "year")
+    assert question == "Em que ano — X: em …?"
+    assert question_is_safe("Em que ano — X: Fundada em …?", short, "1990", "Fundada em ____.") is False

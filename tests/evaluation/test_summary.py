@@ -14,8 +14,14 @@ CFG = BootstrapConfig(samples=200, seed=None)
 
 
 def probe_rows(arm: str, correct: list[int], groups: list[str]) -> list[dict]:
-    return [{"item_id": f"p{i}", "arm": arm, "correct": float(c), "gold_logprob": -float(i), "group": g}
-            for i, (c, g) in enumerate(zip(correct, groups, strict=True))]
+    return [{"item_id": f"p{i}", "arm": arm, "correct": float(c), "cloze_correct": float(c), "gold_logprob": -float(i),
+             "group": g} for i, (c, g) in enumerate(zip(correct, groups, strict=True))]
+
+
+def rag_probe_rows(arm: str, correct: list[int], source: list[int], groups: list[str]) -> list[dict]:
+    return [{"item_id": f"p{i}", "arm": arm, "correct": float(c), "answer_in_sources": 1.0,
+             "source_in_sources": float(s), "same_article_retrieved": float(s), "group": g}
+            for i, (c, s, g) in enumerate(zip(correct, source, groups, strict=True))]
 
 
 def test_probe_metrics_groups_and_differences():
@@ -32,6 +38,17 @@ def test_probe_metrics_groups_and_differences():
     assert result["items"] == {"probes": 4}
 
 
+def test_rag_probes_report_the_share_that_retrieved_the_source_sentence():
+    groups = ["train", "train", "heldout", "heldout"]
+    rows = {"probes": {"base": probe_rows("base", [0, 1, 0, 0], groups),
+                       "base+rag": rag_probe_rows("base+rag", [1, 1, 1, 0], [1, 0, 1, 0], groups)}}
+    result = summarize(rows, CFG, seed=1)
+    rag = result["metrics"]["base+rag"]
+    assert rag["probes.source_in_sources"]["value"] == 0.5 and rag["probes.source_in_sources.heldout"]["value"] == 0.5
+    assert "probes.cloze_accuracy" not in rag and "probes.cloze_accuracy" in result["metrics"]["base"]
+    assert result["differences"]["base+rag - base"]["probes.accuracy"]["value"] == 0.5
+
+
 def test_lm_metrics_are_pooled_over_texts():
     # nll 2 and 6 nats over 2 + 2 tokens and 4 + 4 bytes: perplexity e^2, bits/byte 8 / ln 2 / 8
     rows = {"lm": {"base": [{"item_id": "t0", "arm": "base", "nll": 2.0, "tokens": 2, "bytes": 4},
@@ -44,13 +61,16 @@ def test_lm_metrics_are_pooled_over_texts():
 def test_qa_rag_metrics_and_recall():
     def row(arm, i, f1, rank=None, rag=False):
         extra = {"answer_in_sources": float(rank is not None), "gold_rank": rank} if rag else {}
-        return {"item_id": f"q{i}", "arm": arm, "file": "faquad_dev", "exact_match": float(f1 == 1), "f1": f1, **extra}
+        return {"item_id": f"q{i}", "arm": arm, "half": "seen" if i == 0 else "heldout", "mc_correct": float(i == 0),
+                "exact_match": float(f1 == 1), "f1": f1, **extra}
 
     rows = {"qa": {"base": [row("base", 0, 0.0), row("base", 1, 0.5)],
                    "base+rag": [row("base+rag", 0, 1.0, 1, True), row("base+rag", 1, 0.5, 3, True)]}}
     result = summarize(rows, CFG, seed=2, recall_k=(1, 4))
     rag = result["metrics"]["base+rag"]
     assert rag["qa.f1"]["value"] == 0.75 and rag["qa.exact_match"]["value"] == 0.5
+    assert rag["qa.f1.seen"]["value"] == 1.0 and rag["qa.f1.heldout"]["value"] == 0.5
+    assert rag["qa.mc_accuracy.seen"]["value"] == 1.0 and rag["qa.mc_accuracy.heldout"]["value"] == 0.0
     assert rag["qa.recall@1"]["value"] == 0.5 and rag["qa.recall@4"]["value"] == 1.0
     assert "qa.recall@1" not in result["metrics"]["base"]  # closed-book arms retrieve nothing
     assert result["differences"]["base+rag - base"]["qa.f1"]["value"] == pytest.approx(0.5)

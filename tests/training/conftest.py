@@ -39,17 +39,19 @@ def examples(copies: int = 3) -> list[str]:
 
 
 def write_formatted(folder: Path, train: list[str], evaluation: list[str]) -> dict[str, Any]:
+    """A format step's output: train/eval examples, and eval_raw (the eval examples' answers: untemplated text)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, texts in (("train", train), ("eval", evaluation)):
+    raw = [text.rsplit("### Resposta:\n", 1)[-1] for text in evaluation]
+    for name, texts in (("train", train), ("eval", evaluation), ("eval_raw", raw)):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
                                                       for t in texts), encoding="utf-8")
     from ptwiki_llm.provenance import sha256_file
 
     summary = {"files": {name: {"path": f"{name}.jsonl", "sha256": sha256_file(folder / f"{name}.jsonl")}
-                         for name in ("train", "eval")}}
+                         for name in ("train", "eval", "eval_raw")}}
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
-            "summary": summary, "dataset_sha256": "d" * 64}
+            "eval_raw": str(folder / "eval_raw.jsonl"), "summary": summary, "dataset_sha256": "d" * 64}
 
 
 @pytest.fixture(scope="session")
