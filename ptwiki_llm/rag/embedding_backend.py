@@ -2,8 +2,8 @@
 
 'auto' takes, on a CPU, the fastest measured candidate whose retrieval quality stays within
 ``MAX_RECALL5_LOSS`` of float32 torch and whose hardware need the CPU meets; elsewhere (CUDA, MPS) torch.
-The losses below are measured (FaQuAD dev and train, vector retrieval, the default mode: the largest
-recall@5 drop over both files) and kept equal to ``MEASURED_IN`` by a test; a candidate without a
+The losses below are measured (FaQuAD dev and train, the largest recall@5 drop over both files and over the
+vector and hybrid modes: hybrid is the default retrieval mode, vector the other one a user can pick) and kept equal to ``MEASURED_IN`` by a test; a candidate without a
 measured loss is never chosen by 'auto'. benchmarks/embedding_precision.py measures all of them.
 """
 
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 MAX_RECALL5_LOSS = 0.01
 MEASURED_IN = "benchmarks/results/embedding_backends.json"
-RECALL5_LOSS_INT8 = 0.0  # FaQuAD dev 0.952 -> 0.952, train 0.925 -> 0.925 (vector recall@5)
+# vector recall@5 kept (dev 0.952 -> 0.952, train 0.925 -> 0.925), hybrid dev recall@5 1.000 -> 0.968: over the
+# limit, so 'auto' stays on torch and int8 ONNX (3.5x float32 torch) is opt-in: rag.embedding.backend=onnx
+RECALL5_LOSS_INT8 = 0.0317
 
 
 @dataclass(frozen=True)
