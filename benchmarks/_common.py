@@ -54,3 +54,10 @@ def benchmark_machine(*packages: str) -> dict[str, Any]:
         "packages": package_versions(packages),
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def add_workdir_arguments(parser: Any) -> None:
+    """The arguments of the benchmarks that read a finished run's workdir (its index, registry, evaluation)."""
+    parser.add_argument("--workdir", default=str(Path(__file__).resolve().parents[1] / ".ptwiki"))
+    parser.add_argument("--arms", nargs="*", help="arms to run (default: evaluation.arms)")
+    parser.add_argument("--note", default="", help="what the results file must say about this workdir")

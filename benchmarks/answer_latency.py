@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import benchmark_machine, describe_machine, write_results  # noqa: E402
+from benchmarks._common import add_workdir_arguments, benchmark_machine, describe_machine, write_results  # noqa: E402
 from ptwiki_llm.config import load_config  # noqa: E402
 
 # off the sample's topics: "not found" answers are part of what a user meets
@@ -38,9 +38,7 @@ def _p(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(REPO / ".ptwiki"))
-    parser.add_argument("--arms", nargs="*", help="arms to run (default: evaluation.arms)")
-    parser.add_argument("--note", default="", help="what the results file must say about this workdir")
+    add_workdir_arguments(parser)
     parser.add_argument("--questions", type=int, default=10)
     args = parser.parse_args()
 

@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import benchmark_machine, describe_machine, write_results  # noqa: E402
+from benchmarks._common import add_workdir_arguments, benchmark_machine, describe_machine, write_results  # noqa: E402
 from ptwiki_llm.config import Config, load_config  # noqa: E402
 
 FORMER_MAX_NEW_TOKENS = 200  # rag.answer.max_new_tokens, the only budget `ask` had before the stop rules
@@ -71,9 +71,7 @@ def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, rag: bool, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(REPO / ".ptwiki"))
-    parser.add_argument("--arms", nargs="*", help="arms to run (default: evaluation.arms)")
-    parser.add_argument("--note", default="", help="what the results file must say about this workdir")
+    add_workdir_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--name", default="loop_echo", help="results file name under benchmarks/results/")
     args = parser.parse_args()

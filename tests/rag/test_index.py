@@ -81,6 +81,17 @@ def test_an_embedder_of_another_dimension_is_refused_before_writing(tmp_path, co
         assert store.count() == 0
 
 
+def write_index_job(tmp_path: Path, config, corpus) -> Path:
+    """The job file of tests/rag/_index_worker.py: index ``corpus`` up to LIMIT articles with ``config``."""
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({
+        "config_file": str(REPO / "configs" / "local.yaml"),
+        "overrides": {"workdir": config.workdir, "asset_path": config.asset_path, "rag": RAG},
+        "validated": corpus["validated"], "limit": LIMIT,
+    }))
+    return job
+
+
 def _start_worker(job_file: Path) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, str(REPO / "tests" / "rag" / "_index_worker.py"), str(job_file)],
@@ -90,12 +101,7 @@ def _start_worker(job_file: Path) -> subprocess.Popen:
 def test_a_run_killed_mid_way_resumes_to_the_same_index(tmp_path, corpus, asset_folders, e5_tokenizer):
     config = make_config(tmp_path / "wd", asset_folders, **RAG)
     expected = _expected_ids(corpus["rows"], corpus["quarantined"], config, e5_tokenizer)
-    job = tmp_path / "job.json"
-    job.write_text(json.dumps({
-        "config_file": str(REPO / "configs" / "local.yaml"),
-        "overrides": {"workdir": config.workdir, "asset_path": config.asset_path, "rag": RAG},
-        "validated": corpus["validated"], "limit": LIMIT,
-    }))
+    job = write_index_job(tmp_path, config, corpus)
     import lancedb
 
     lance_dir = config.expand(config.rag.store.lancedb_uri)

@@ -4,10 +4,8 @@ the same data, and the default pipeline with rag.store.backend=weaviate followed
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +13,9 @@ import pytest
 
 from ptwiki_llm.config import Config, WeaviateConfig
 from ptwiki_llm.rag.stores import StoreUnavailableError
-from tests.rag.conftest import EMBEDDER, REPO, SAMPLE, make_config
-from tests.rag.test_index import LIMIT, _expected_ids, _start_worker
+from tests.conftest import TINY_RUN, run_cli
+from tests.rag.conftest import EMBEDDER, SAMPLE, make_config
+from tests.rag.test_index import _expected_ids, _start_worker, write_index_job
 
 pytestmark = pytest.mark.weaviate
 RAG = {"embedding": {"device": "cpu", "group_size": 8}, "store": {"backend": "weaviate"}}
@@ -61,12 +60,7 @@ def test_kill_9_mid_index_then_restart_on_the_same_data(weaviate_binary, tmp_pat
         monkeypatch.setenv("WEAVIATE_API_KEY", server.api_key)
         config = make_config(tmp_path / "wd", asset_folders, **RAG)
         expected = _expected_ids(corpus["rows"], corpus["quarantined"], config, e5_tokenizer)
-        job = tmp_path / "job.json"
-        job.write_text(json.dumps({
-            "config_file": str(REPO / "configs" / "local.yaml"),
-            "overrides": {"workdir": config.workdir, "asset_path": config.asset_path, "rag": RAG},
-            "validated": corpus["validated"], "limit": LIMIT,
-        }))
+        job = write_index_job(tmp_path, config, corpus)
         worker = _start_worker(job)
         partial = 0
         watcher = _open_weaviate()
@@ -101,18 +95,8 @@ def test_kill_9_mid_index_then_restart_on_the_same_data(weaviate_binary, tmp_pat
         server.stop()
 
 
-TINY_RUN = ["--set", "train.max_steps=2", "--set", "train.eval_steps=2", "--set", "train.save_steps=2",
-            "--set", "train.max_seq_length=64", "--set", "train.max_train_examples=8",
-            "--set", "train.max_eval_examples=2", "--set", "evaluation.probes.count=4",
-            "--set", "evaluation.qa.max_questions=2", "--set", "evaluation.lm.max_texts=2",
-            "--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap.samples=100"]
-
-
 def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PTWIKI_WORKDIR=str(workdir), PTWIKI_DATA__MAX_ARTICLES="12", HF_HUB_OFFLINE="1",
-               COLUMNS="200", PTWIKI_RAG__STORE__BACKEND="weaviate")
-    command = [sys.executable, "-m", "ptwiki_llm.cli", *args, "--config", str(REPO / "configs" / "local.yaml")]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    return run_cli(workdir, *args, max_articles=12, timeout=1200, PTWIKI_RAG__STORE__BACKEND="weaviate")
 
 
 @pytest.mark.slow
