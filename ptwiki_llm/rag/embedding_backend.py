@@ -4,7 +4,8 @@
 ``MAX_RECALL5_LOSS`` of float32 torch and whose hardware need the CPU meets; elsewhere (CUDA, MPS) torch.
 The losses below are measured (FaQuAD dev and train, the largest recall@5 drop over both files and over the
 vector and hybrid modes: hybrid is the default retrieval mode, vector the other one a user can pick) and kept
-equal to ``MEASURED_IN`` by a test; a candidate without a measured loss is never chosen by 'auto'. benchmarks/embedding_precision.py measures all of them.
+equal to ``MEASURED_IN`` by a test; a candidate without a measured loss is never chosen by 'auto'.
+benchmarks/embedding_precision.py measures all of them.
 """
 
 from __future__ import annotations
