@@ -68,8 +68,7 @@ def preflight(config: Config, command: str = "full") -> None:
         check_input(config)
         for ref in _models_needed(config, command):
             check_model(ref, config)
-        if command in ("evaluate", "full"):
-            check_eval_files(config)
+        check_knowledge_file(config)  # the format step reads it, so every pipeline needs it
         check_mlflow(config)
         check_zenml_server()
         if command in NEEDS_WEAVIATE and config.rag.store.backend == "weaviate":
@@ -117,19 +116,18 @@ def check_model(ref: ModelRef, config: Config) -> None:
     require_model_dir(ref, config)
 
 
-def check_eval_files(config: Config) -> None:
+def check_knowledge_file(config: Config) -> None:
+    """The knowledge-injection QA file (data.knowledge.file) the format step and the QA task read."""
     from ptwiki_llm.assets import find_staged
     from ptwiki_llm.errors import AssetMissingError
 
-    if "qa" not in config.evaluation.tasks:
-        return
-    for name in config.evaluation.qa.files:
-        if find_staged(name, config) is None:
-            raise AssetMissingError(
-                f"evaluation.qa.files: {name!r} not found (asset path: {config.asset_path or 'unset'})",
-                "Set PTWIKI_ASSET_PATH to the folder holding it, "
-                "or drop the QA task (--set 'evaluation.tasks=[lm, probes]')",
-            )
+    name = config.data.knowledge.file
+    if name and find_staged(name, config) is None:
+        raise AssetMissingError(
+            f"data.knowledge.file: {name!r} not found (asset path: {config.asset_path or 'unset'})",
+            "Set PTWIKI_ASSET_PATH to the folder holding it, point data.knowledge.file at a SQuAD v1/v2 JSON, "
+            "or turn knowledge injection off (--set data.knowledge.file=null)",
+        )
 
 
 def check_mlflow(config: Config) -> None:
