@@ -8,8 +8,8 @@ from ptwiki_llm.evaluation.summary import summarize
 
 
 def _row(arm: str, item: int, looped: bool) -> dict:
-    return {"item_id": f"faquad_dev:{item}", "arm": arm, "file": "faquad_dev", "exact_match": 0.0, "f1": 0.0,
-            "loop_or_echo": float(looped)}
+    return {"item_id": f"knowledge:{item}", "arm": arm, "file": "knowledge", "half": "seen" if item % 2 else "heldout",
+            "mc_correct": 0.0, "exact_match": 0.0, "f1": 0.0, "loop_or_echo": float(looped)}
 
 
 def test_the_share_of_looping_or_echoing_answers_is_a_qa_metric_per_arm():
