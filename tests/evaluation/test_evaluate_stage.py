@@ -130,7 +130,8 @@ def test_evaluate_stage_end_to_end(setup):
     assert "evaluation/images/qa.png" in images
     import mlflow
 
-    assert len(mlflow.search_traces(run_id=run.info.run_id)) == 8  # 4 questions x 2 RAG arms
+    traces = mlflow.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id)
+    assert len(traces) == 8  # 4 questions x 2 RAG arms
     report = (out / "report.md").read_text()
     assert "closed-book" in report and "| probes.accuracy ↑ |" in report and "bm25" in report
     assert set(summary["precision"]) == {"base", "ft"} and "- Precision: base: float32 weights" in report
