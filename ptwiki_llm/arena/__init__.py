@@ -12,23 +12,28 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from ptwiki_llm.config import Config
 
 PAGE = "page.html"
+
+
+class AskRequest(BaseModel):
+    """The body of ``POST /api/ask``. At module level: FastAPI resolves the (string) annotation of the route's
+    parameter in this module's namespace, and a class local to ``create_app`` would be taken for a query field."""
+
+    question: str = Field(min_length=1, max_length=2000)
+    k: int | None = Field(None, ge=1, le=20)
+    hybrid: bool = False
 
 
 def create_app(answerer: Any, arms: list[Any], notes: list[str]) -> Any:
     """The FastAPI app: ``/`` the page, ``/api/info`` what answers, ``POST /api/ask`` one comparison."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import HTMLResponse
-    from pydantic import BaseModel, Field
 
     from ptwiki_llm.rag.answering import model_label
-
-    class AskRequest(BaseModel):
-        question: str = Field(min_length=1, max_length=2000)
-        k: int | None = Field(None, ge=1, le=20)
-        hybrid: bool = False
 
     page = resources.files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
     config = answerer.config
