@@ -81,12 +81,13 @@ def test_an_embedder_of_another_dimension_is_refused_before_writing(tmp_path, co
         assert store.count() == 0
 
 
-def write_index_job(tmp_path: Path, config, corpus) -> Path:
-    """The job file of tests/rag/_index_worker.py: index ``corpus`` up to LIMIT articles with ``config``."""
+def write_index_job(tmp_path: Path, config, corpus, rag: dict = RAG) -> Path:
+    """The job file of tests/rag/_index_worker.py: index ``corpus`` up to LIMIT articles with ``config`` and the
+    ``rag`` overrides (the store backend among them)."""
     job = tmp_path / "job.json"
     job.write_text(json.dumps({
         "config_file": str(REPO / "configs" / "local.yaml"),
-        "overrides": {"workdir": config.workdir, "asset_path": config.asset_path, "rag": RAG},
+        "overrides": {"workdir": config.workdir, "asset_path": config.asset_path, "rag": rag},
         "validated": corpus["validated"], "limit": LIMIT,
     }))
     return job

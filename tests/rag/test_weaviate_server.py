@@ -60,7 +60,7 @@ def test_kill_9_mid_index_then_restart_on_the_same_data(weaviate_binary, tmp_pat
         monkeypatch.setenv("WEAVIATE_API_KEY", server.api_key)
         config = make_config(tmp_path / "wd", asset_folders, **RAG)
         expected = _expected_ids(corpus["rows"], corpus["quarantined"], config, e5_tokenizer)
-        job = write_index_job(tmp_path, config, corpus)
+        job = write_index_job(tmp_path, config, corpus, RAG)
         worker = _start_worker(job)
         partial = 0
         watcher = _open_weaviate()
