@@ -2,16 +2,22 @@
 
 Reading is sequential and streamed; cleaning runs in worker processes; results are written in input
 order, so the same input and config always give byte-identical shards. Every record read is either
-kept or skipped with a reason, and the manifest's counts add up (read = kept + sum(skipped)).
+kept or skipped with a reason, and the manifest's counts add up (read = kept + sum(skipped)). Skipped
+records are streamed to ``skipped.parquet`` in batches, so a dump with millions of them keeps memory flat.
+
+Where one node is not enough, the cleaning runs as the tasks of a SLURM job array
+(``ptwiki_llm.data.ingest_tasks``): the orchestrator sets ``TASKS_DIR_ENV`` for the ingest step, which then
+merges the tasks' outputs in input order instead of reading the input, into the same shards.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -33,6 +39,9 @@ from ptwiki_llm.provenance import git_commit, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 SKIPPED_NAME = "skipped.parquet"
+SKIP_BATCH_ROWS = 4096  # skipped rows held before they go to disk
+# set (by the SLURM orchestrator) to the folder of a job array's task outputs: ingest merges them
+TASKS_DIR_ENV = "PTWIKI_INGEST_TASKS_DIR"
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,11 @@ class _ShardWriter:
         self.shards: list[dict[str, Any]] = []
 
     def add(self, article: Article) -> None:
-        self.rows.append(article.to_row())
-        self.chars += len(article.text)
+        self.add_row(article.to_row())
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.chars += len(row["text"])
         if len(self.rows) >= self.shard_size or self.chars >= self.shard_max_chars:
             self.flush()
 
@@ -77,6 +89,29 @@ class _ShardWriter:
         self.shards.append({"path": name, "rows": len(self.rows), "sha256": sha256_file(path)})
         self.rows = []
         self.chars = 0
+
+
+class SkipWriter:
+    """Streams skipped records into a parquet file, ``batch_rows`` at a time (never the whole list)."""
+
+    def __init__(self, path: Path, batch_rows: int | None = None) -> None:
+        self.batch_rows = batch_rows or SKIP_BATCH_ROWS
+        self.rows: list[dict[str, Any]] = []
+        self._writer = pq.ParquetWriter(path, SKIPPED_SCHEMA)
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self._writer.write_table(pa.Table.from_pylist(self.rows, schema=SKIPPED_SCHEMA))
+            self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
 
 
 def _limited(records: Iterator[RawRecord], limit: int | None) -> Iterator[RawRecord]:
@@ -105,23 +140,33 @@ def ingest(
     staging.mkdir(parents=True)
 
     writer = _ShardWriter(staging, cfg.shard_size, cfg.shard_max_chars)
-    skipped_rows: list[dict[str, Any]] = []
+    skips = SkipWriter(staging / SKIPPED_NAME)
     skipped = Counter[str]()
     read = kept = 0
-    convert = partial(source.convert, options=options)
-    records = _limited(source.records(), max_articles)
-    with progress_bar(f"ingest {source.kind}", total=max_articles, enabled=show_progress) as advance:
-        for result in ordered_map(convert, records, workers=workers, batch_size=cfg.batch_size):
-            read += 1
-            if isinstance(result, Skipped):
-                skipped[result.reason] += 1
-                skipped_rows.append(result.to_row())
-            else:
-                kept += 1
-                writer.add(result)
-            advance(1)
-    writer.flush()
-    pq.write_table(pa.Table.from_pylist(skipped_rows, schema=SKIPPED_SCHEMA), staging / SKIPPED_NAME)
+    tasks_dir = os.environ.get(TASKS_DIR_ENV)
+    if tasks_dir:  # the cleaning ran as a SLURM job array: merge its tasks' outputs in input order
+        from ptwiki_llm.data.ingest_tasks import merged_results
+
+        results: Iterable[tuple[str, dict[str, Any]]] = merged_results(Path(tasks_dir), source, options, max_articles)
+        workers = 0
+    else:
+        convert = partial(source.convert, options=options)
+        records = _limited(source.records(), max_articles)
+        results = as_rows(ordered_map(convert, records, workers=workers, batch_size=cfg.batch_size))
+    try:
+        with progress_bar(f"ingest {source.kind}", total=max_articles, enabled=show_progress) as advance:
+            for kind, row in results:
+                read += 1
+                if kind == "skipped":
+                    skipped[row["reason"]] += 1
+                    skips.add_row(row)
+                else:
+                    kept += 1
+                    writer.add_row(row)
+                advance(1)
+        writer.flush()
+    finally:
+        skips.close()
 
     inputs = [{"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in source.files()]
     elapsed = time.perf_counter() - started
@@ -138,6 +183,7 @@ def ingest(
         "options": {"wiki_base_url": options.wiki_base_url, "max_article_bytes": options.max_article_bytes,
                     "min_text_chars": options.min_text_chars},
         "workers": workers,
+        "array_tasks": _array_tasks(tasks_dir),
         "elapsed_s": round(elapsed, 3),
         "articles_per_s": round(read / elapsed, 2) if elapsed else None,
         "input_mb_per_s": round(input_bytes / 1e6 / elapsed, 3) if elapsed else None,
@@ -149,6 +195,20 @@ def ingest(
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return IngestResult(out_dir=out_dir, manifest=manifest)
+
+
+def as_rows(results: Iterable[Article | Skipped]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("article" | "skipped", row) for each converted record, in order."""
+    for result in results:
+        yield ("skipped" if isinstance(result, Skipped) else "article"), result.to_row()
+
+
+def _array_tasks(tasks_dir: str | None) -> int | None:
+    if not tasks_dir:
+        return None
+    from ptwiki_llm.data.ingest_tasks import task_count
+
+    return task_count(Path(tasks_dir))
 
 
 def _dataset_digest(shards: list[dict[str, Any]]) -> str:
