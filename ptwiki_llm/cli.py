@@ -104,6 +104,10 @@ def _workdir_session(config: Config, command: str, checks: str | None = None) ->
 
     if checks:
         preflight(config, checks)
+    if config.hpc.orchestrator == "slurm":  # a detached run of this workdir holds it while its jobs run
+        from ptwiki_llm.hpc.run_view import refuse_if_busy
+
+        refuse_if_busy(config.expand(config.hpc.jobs_dir))
     with WorkdirLock(config.workdir, command) as lock:
         if lock.abandoned:
             console.print(f"[yellow]note:[/yellow] the previous run in this workdir (pid {lock.abandoned.get('pid')}, "
@@ -120,13 +124,19 @@ def _in_process(config: Config, here: bool) -> Config:
     return config.model_copy(update={"hpc": config.hpc.model_copy(update={"orchestrator": "local"})})
 
 
-def _run(which: str, config: Config) -> None:
+def _run(which: str, config: Config, detach: bool = False) -> None:
+    if detach and config.hpc.orchestrator != "slurm":
+        raise ConfigError(f"--detach needs a SLURM preset: {config.preset} runs its steps in this process "
+                          f"(hpc.orchestrator={config.hpc.orchestrator})", "Use -c configs/local-slurm.yaml or atena")
     console.print(f"[bold]ptwiki-llm[/bold] {which} pipeline, preset [cyan]{config.preset}[/cyan], "
                   f"workdir {config.workdir}")
     with _workdir_session(config, "run" if which == "full" else which, which):
         from ptwiki_llm.runner import run_pipeline  # after the pre-flight checks: it imports pyarrow, numpy
 
-        summary = run_pipeline(config, which)
+        summary = run_pipeline(config, which, detach=detach)
+    if summary.status == "submitted":
+        _print_submitted(summary, config)
+        return
     console.print(f"ZenML run [cyan]{summary.run_name}[/cyan]: {summary.status}"
                   + (f" (served from cache: {', '.join(summary.cached_steps)})" if summary.cached_steps else ""))
     _print_outputs(summary.outputs, config, summary.mlflow_parent_run_id)
@@ -185,16 +195,150 @@ def _print_outputs(outputs: dict[str, Any], config: Config, mlflow_run: str | No
         console.print(f"Open the MLflow UI: [bold]mlflow ui --backend-store-uri {config.mlflow_tracking_uri}[/bold]")
 
 
+DetachOption = Annotated[bool, typer.Option(
+    "--detach", help="SLURM presets: submit the jobs and return with the run's name (see `status`, `logs`, `cancel`)")]
+
+
 @app.command()
-def run(config: ConfigOption = None, set_: SetOption = None, no_cache: NoCacheOption = False) -> None:
+def run(config: ConfigOption = None, set_: SetOption = None, no_cache: NoCacheOption = False,
+        detach: DetachOption = False) -> None:
     """Run the whole pipeline: ingest -> validate -> format -> train -> register, index, evaluate."""
-    _run("full", _load(config, set_, no_cache))
+    _run("full", _load(config, set_, no_cache), detach)
 
 
 @app.command()
-def data(config: ConfigOption = None, set_: SetOption = None, no_cache: NoCacheOption = False) -> None:
+def data(config: ConfigOption = None, set_: SetOption = None, no_cache: NoCacheOption = False,
+         detach: DetachOption = False) -> None:
     """Run the data steps: ingest -> validate -> format."""
-    _run("data", _load(config, set_, no_cache))
+    _run("data", _load(config, set_, no_cache), detach)
+
+
+# --- detached SLURM runs: status, logs, cancel (ptwiki_llm/hpc/run_view.py) -----------------------
+
+RunArgument = Annotated[str | None, typer.Argument(help="run name or id (or a unique prefix); default: the newest")]
+
+
+def _print_submitted(summary: Any, config: Config) -> None:
+    from ptwiki_llm.hpc.run_view import find_run, view
+    from ptwiki_llm.hpc.slurm import SlurmClient
+
+    run_dir = find_run(config.expand(config.hpc.jobs_dir), summary.run_id)
+    _print_run(view(run_dir, SlurmClient()))
+    name = summary.run_name
+    console.print(f"submitted: run [cyan]{name}[/cyan] (ZenML run {summary.run_id}"
+                  + (f", MLflow parent run {summary.mlflow_parent_run_id}" if summary.mlflow_parent_run_id else "")
+                  + "); its jobs run on without this process", highlight=False)
+    console.print(f"follow it: ptwiki-llm status {name} [--wait] | ptwiki-llm logs {name} STEP -f | "
+                  f"ptwiki-llm cancel {name}", markup=False, highlight=False)
+
+
+def _print_run(run: Any) -> None:
+    table = Table(title=f"run {run.name} ({run.record.get('pipeline')}, {run.record.get('execution_mode')}): "
+                        f"{run.status}")
+    for column in ("step", "job", "state", "elapsed", "exit", "log"):
+        table.add_column(column, overflow="fold")
+    for row in [*run.steps, *run.followers]:
+        state = row.state + (f" ({row.reason})" if row.reason else "") + (f"; {row.note}" if row.note else "")
+        table.add_row(row.step, row.job_id, Text(state), row.elapsed,
+                      "" if row.exit_code is None else str(row.exit_code), Text(row.log))
+    console.print(table)
+    if run.closed:
+        console.print(f"closed {run.closed['status']} by {run.closed['closed_by']} at {run.closed['closed_at']}"
+                      + (f": {run.closed['reason']}" if run.closed["reason"] else ""), markup=False, highlight=False)
+        for note in run.closed.get("notes", []):
+            console.print(f"warning: {note}", markup=False, highlight=False)
+
+
+def _slurm_cli(config: Config) -> Any:
+    from ptwiki_llm.errors import ServiceUnavailableError
+    from ptwiki_llm.hpc.slurm import SlurmClient
+
+    if not SlurmClient.available():
+        raise ServiceUnavailableError("sbatch/squeue are not on PATH", "Run this on a SLURM login node")
+    return SlurmClient()
+
+
+@app.command()
+def status(
+    run_ref: RunArgument = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="poll until the run is closed; exit 1 unless FINISHED")] = False,
+    lost_after: Annotated[float, typer.Option(
+        "--lost-after", min=0, help="seconds a job SLURM does not know may stay UNKNOWN before it counts as LOST")
+    ] = 120.0,
+) -> None:
+    """A SLURM run's jobs: id, state, elapsed time, exit code and log; closes the run once its jobs ended."""
+    import time
+
+    from ptwiki_llm.hpc.run_view import close_if_ended, find_run, view
+    from ptwiki_llm.stale_runs import find_stale_runs
+    from ptwiki_llm.zenml_env import prepare_zenml
+
+    cfg = _load(config, set_)
+    client = _slurm_cli(cfg)
+    run_dir = find_run(cfg.expand(cfg.hpc.jobs_dir), run_ref)
+    prepare_zenml(cfg)
+    for stale in find_stale_runs(cfg):  # runs whose driver died and whose jobs all ended
+        console.print(f"marked {stale}", markup=False, highlight=False)
+    while True:
+        run = close_if_ended(view(run_dir, client, lost_after), client, cfg)
+        if run.closed or not wait:
+            break
+        time.sleep(cfg.hpc.poll_seconds)
+    _print_run(run)
+    if wait and run.status != "FINISHED":
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    run_ref: Annotated[str, typer.Argument(help="run name or id (or a unique prefix)")],
+    step: Annotated[str, typer.Argument(help="a step (ingest, train, ...) or a follower job (finish, reap)")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the job ends")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Print a step job's log (``-f``: as it grows, until the job ends)."""
+    from ptwiki_llm.hpc.run_view import find_run, follow_log, job_of, view
+
+    cfg = _load(config, set_)
+    client = _slurm_cli(cfg)
+    run_dir = find_run(cfg.expand(cfg.hpc.jobs_dir), run_ref)
+    if follow:
+        row = follow_log(run_dir, step, client, lambda line: console.print(line, markup=False, highlight=False),
+                         cfg.hpc.poll_seconds)
+        console.print(f"[dim]job {row.job_id} {row.state}[/dim]")
+        return
+    row = job_of(view(run_dir, client), step)
+    path = Path(row.log)
+    if not path.is_file():
+        raise UserError(f"step {step} (job {row.job_id}, {row.state}) has no log yet at {path}",
+                        f"`ptwiki-llm logs {run_ref} {step} -f` waits for it")
+    console.print(path.read_text(encoding="utf-8", errors="replace"), markup=False, highlight=False, end="")
+
+
+@app.command()
+def cancel(
+    run_ref: Annotated[str, typer.Argument(help="run name or id (or a unique prefix)")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for the jobs to end")] = 60.0,
+) -> None:
+    """scancel every job of a SLURM run (never requeued); the run is closed KILLED once they end."""
+    from ptwiki_llm.hpc.run_view import cancel as cancel_run
+    from ptwiki_llm.hpc.run_view import find_run
+    from ptwiki_llm.zenml_env import prepare_zenml
+
+    cfg = _load(config, set_)
+    client = _slurm_cli(cfg)
+    run_dir = find_run(cfg.expand(cfg.hpc.jobs_dir), run_ref)
+    prepare_zenml(cfg)
+    run = cancel_run(run_dir, client, wait, cfg.hpc.poll_seconds, cfg)
+    _print_run(run)
+    if not run.closed:
+        console.print(f"the jobs are still ending (SIGTERM: a step may checkpoint within KillWait); the finish job "
+                      f"closes the run, or `ptwiki-llm status {run.name}`", markup=False, highlight=False)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from ptwiki_llm.cache_keys import (
     registry_state,
 )
 from ptwiki_llm.config import Config
+from ptwiki_llm.hpc.detached import DETACH_EXTRA, detach_extra, hand_over_parent, submitted_run_dir
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
 from ptwiki_llm.run_owner import current_owner
@@ -40,7 +41,8 @@ class RunSummary:
     mlflow_parent_run_id: str | None = None
 
 
-def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> RunSummary:
+def run_pipeline(config: Config, which: str = "full", *, detach: bool = False, **pipeline_args: Any) -> RunSummary:
+    """Run a pipeline and collect its outputs; ``detach`` (SLURM): submit its jobs and return (hpc.detached)."""
     if which not in PIPELINES:
         raise ValueError(f"unknown pipeline {which!r}: expected one of {PIPELINES}")
     config = apply_services(config)  # hpc.services: server URLs from infra/ (before zenml is imported)
@@ -69,9 +71,12 @@ def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> R
     # a name only this invocation uses: a failure is pinned on this run, never on another (user's) latest one
     run_name = invocation_run_name(chosen.name)
     # the owner (host, pid) lets a later run tell this one, if left RUNNING, from a live one (stale_runs)
+    extra: dict[str, Any] = {OWNER_EXTRA: current_owner()}
+    if detach:  # what the follower jobs need to close the run once its jobs end
+        extra[DETACH_EXTRA] = detach_extra(config, stage_configs["index"].get(EXTERNAL_STATE, {}).get("store"))
     chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, run_name=run_name,
                                  execution_mode=ExecutionMode(config.zenml.execution_mode),
-                                 extra={OWNER_EXTRA: current_owner()}, **stack_options)
+                                 extra=extra, **stack_options)
     logging.getLogger("zenml").setLevel(logging.WARNING)
     failed: BaseException | None = None
     try:
@@ -83,9 +88,16 @@ def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> R
         raise failed or RuntimeError("the pipeline did not start a run")
     run_id = str(run.id)
     parent = tracking.parent_run_id(config, run_id, run_name=run.name, log_config=True)
-    tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
+    # a detached run's jobs run on: its finish job closes the parent (every step cached: nothing was submitted)
+    submitted = detach and not failed and submitted_run_dir(config, run_id) is not None
+    if not submitted:
+        tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
     if failed:
         raise failure_cause(run, failed)
+    if submitted:
+        hand_over_parent(config, parent, submitted_run_dir(config, run_id))
+        return RunSummary(pipeline=chosen.name, run_id=run_id, run_name=run.name, status="submitted",
+                          mlflow_parent_run_id=parent)
     if which in ("full", "index"):
         record_index_state(config, stage_configs["index"][EXTERNAL_STATE]["store"])
     summary = RunSummary(

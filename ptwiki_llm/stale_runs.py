@@ -4,7 +4,9 @@ Every run records its owner (``run_owner.current_owner``): ZenML pipeline runs i
 configuration's ``extra`` (``OWNER_EXTRA``), MLflow runs in the ``ptwiki.owner`` tag. A run whose
 owner no longer exists is marked FAILED in ZenML (with its unfinished steps) and KILLED in MLflow,
 with the reason "process gone". A run whose owner this host cannot check (another node, no SLURM
-tools) is left as it is. Called at the start of every run (with the workdir lock held) and usable
+tools) is left as it is. A run the SLURM orchestrator submitted (its job ids in the run's metadata) lives
+while any of its jobs is queued or running, whatever became of the process that submitted it (a
+detached run's submitter exits at once). Called at the start of every run (with the workdir lock held) and usable
 by a ``status`` command; it never creates a store that does not exist yet.
 """
 
@@ -72,7 +74,7 @@ def _zenml_stale(config: Config, mark: bool, alive_by_run: dict[str, bool]) -> l
         if ExecutionStatus(run.status).is_finished:
             continue
         owner = (run.config.extra or {}).get(OWNER_EXTRA)
-        alive = owner_alive(owner) if owner else None
+        alive = _alive(owner, run.run_metadata)
         alive_by_run[str(run.id)] = alive is not False
         if alive is not False:
             continue
@@ -85,6 +87,19 @@ def _zenml_stale(config: Config, mark: bool, alive_by_run: dict[str, bool]) -> l
                 status=ExecutionStatus.FAILED, status_reason=f"{REASON}: {describe(owner)}"))
         found.append(StaleRun("zenml", str(run.id), run.name, owner, mark))
     return found
+
+
+def _alive(owner: dict[str, Any] | None, metadata: dict[str, Any]) -> bool | None:
+    """The owner process runs, or one of the run's SLURM jobs is queued or running."""
+    from ptwiki_llm.hpc.detached import METADATA_FOLLOWERS, jobs_alive
+    from ptwiki_llm.hpc.orchestrator import METADATA_JOB_IDS
+
+    by_owner = owner_alive(owner) if owner else None
+    job_ids = [str(job_id) for key in (METADATA_JOB_IDS, METADATA_FOLLOWERS)
+               for job_id in (metadata.get(key) or {}).values()]
+    if not job_ids or by_owner is True:
+        return by_owner
+    return jobs_alive(job_ids)
 
 
 def _mlflow_stale(config: Config, mark: bool, zenml_alive: dict[str, bool]) -> list[StaleRun]:

@@ -12,7 +12,6 @@ of its log, and marks the ZenML run failed.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from zenml.enums import ExecutionMode, ExecutionStatus, StoreType
 from zenml.orchestrators import BaseOrchestrator, SubmissionResult
 
 from ptwiki_llm.assets import OFFLINE_VARS
+from ptwiki_llm.hpc import detached
 from ptwiki_llm.hpc.entrypoint import SOURCE_ROOT_ENV, SlurmStepEntrypointConfiguration
 from ptwiki_llm.hpc.flavor import SlurmOrchestratorConfig, SlurmOrchestratorSettings
 from ptwiki_llm.hpc.images import image_digest
@@ -185,10 +185,18 @@ class SlurmOrchestrator(BaseOrchestrator):
         upstream = {name: [u for u in step.spec.upstream_steps if u in steps] for name, step in steps.items()}
         client = SlurmClient()
         submitted: dict[str, SubmittedJob] = {}
+        specs: dict[str, tuple[JobSpec, dict[str, str]]] = {}
+        mode = snapshot.pipeline_configuration.execution_mode
+        extra = snapshot.pipeline_configuration.extra or {}
+        detach = detached.DETACH_EXTRA in extra or not self.config.synchronous
+        record: dict[str, Any] = {"run_id": run_id, "run_name": placeholder_run.name if placeholder_run else None,
+                                  "pipeline": snapshot.pipeline_configuration.name, "execution_mode": mode.value,
+                                  "detached": detach, "submitted_at": detached.now_iso()}
         try:
             for name in topological_order(upstream):
                 spec, environment = self._job_spec(snapshot, stack, name, steps[name], run_id, run_dir,
                                                    step_environments[name])
+                specs[name] = (spec, environment)
                 write_env_file(spec.env_path, environment)
                 spec.script_path.write_text(render_job_script(spec), encoding="utf-8")
                 spec.script_path.chmod(0o700)
@@ -199,20 +207,21 @@ class SlurmOrchestrator(BaseOrchestrator):
                                                str(spec.log_path), str(spec.env_path))
                 emit(f"[slurm] step `{name}` submitted as job {job_id}"
                      + (f" (after {', '.join(after_ok)})" if after_ok else ""))
+            record["jobs"] = [asdict(job) for job in submitted.values()]
+            if detach:  # follower jobs close the run when its jobs end (ptwiki_llm.hpc.detached)
+                record["finish"] = extra.get(detached.DETACH_EXTRA)
+                record = detached.submit_followers(client, run_dir, record, specs, self.config.job_name_prefix)
         except BaseException:
             client.cancel(job.job_id for job in submitted.values())
             raise
-        (run_dir / "jobs.json").write_text(
-            json.dumps({"run_id": run_id, "jobs": [asdict(job) for job in submitted.values()]}, indent=2),
-            encoding="utf-8",
-        )
+        detached.write_json(run_dir / detached.RECORD, record)
         metadata: dict[str, Any] = {
             METADATA_JOB_IDS: {name: job.job_id for name, job in submitted.items()},
             METADATA_JOBS_DIR: str(run_dir),
         }
-        if not self.config.synchronous:
+        if detach:
+            metadata[detached.METADATA_FOLLOWERS] = {role: f["job_id"] for role, f in record["followers"].items()}
             return SubmissionResult(metadata=metadata)
-        mode = snapshot.pipeline_configuration.execution_mode
         wait = functools.partial(
             self._wait, list(submitted.values()), mode, placeholder_run.id if placeholder_run else None
         )

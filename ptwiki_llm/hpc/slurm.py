@@ -103,6 +103,16 @@ def parse_scontrol(output: str) -> JobInfo | None:
     return JobInfo(fields["JobId"], _state_word(fields.get("JobState", "")), fields.get("Reason", ""), code, sig)
 
 
+def parse_elapsed(output: str) -> dict[str, str]:
+    """Lines of ``<job id>|<elapsed>`` (squeue ``%i|%M``, sacct ``JobID,Elapsed``)."""
+    times = {}
+    for line in output.splitlines():
+        job_id, _, value = line.strip().partition("|")
+        if job_id and value.strip():
+            times[job_id] = value.strip()
+    return times
+
+
 class SlurmClient:
     """Runs the SLURM tools on this machine (a login node, or a node of a local test cluster)."""
 
@@ -164,6 +174,21 @@ class SlurmClient:
     def scontrol(self, job_id: str) -> JobInfo | None:
         result = self._run(["scontrol", "show", "job", "-o", job_id], check=False)
         return parse_scontrol(result.stdout) if result.returncode == 0 else None
+
+    def elapsed(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """How long each job has run (or ran), as SLURM writes it (``[D-][HH:]MM:SS``)."""
+        if not job_ids:
+            return {}
+        result = self._run(
+            ["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}", "--format=%i|%M"], check=False
+        )
+        times = parse_elapsed(result.stdout)
+        rest = [job_id for job_id in job_ids if job_id not in times]
+        if rest and self.accounting:
+            result = self._run(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={','.join(rest)}",
+                                "--format=JobID,Elapsed"], check=False)
+            times.update(parse_elapsed(result.stdout))
+        return {job_id: value for job_id, value in times.items() if job_id in job_ids}
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         """State of each job; finished jobs also carry their exit code."""

@@ -1,0 +1,136 @@
+"""Detached runs without a cluster: follower dependencies, how a run ends, lost jobs, finding runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ptwiki_llm.config import SlurmJobConfig
+from ptwiki_llm.errors import PrerequisiteMissingError
+from ptwiki_llm.hpc import detached, run_view
+from ptwiki_llm.hpc.jobscript import JobSpec, render_job_script
+from ptwiki_llm.hpc.run_view import RunNotFoundError, find_run, state_from_log, view
+from ptwiki_llm.hpc.slurm import JobInfo
+
+
+class FakeSlurm:
+    def __init__(self, states: dict[str, tuple]) -> None:
+        self.answers = states
+        self.cancelled: list[list[str]] = []
+
+    def states(self, job_ids):
+        return {j: JobInfo(j, *self.answers[j]) for j in job_ids if j in self.answers}
+
+    def elapsed(self, job_ids):
+        return {j: "00:00:07" for j in job_ids if j in self.answers}
+
+    def cancel(self, job_ids, pending_only=False):
+        self.cancelled.append(sorted(job_ids))
+
+
+def _run_dir(tmp_path: Path, name: str = "data_pipeline-2026_11_29-05_00_00-abcd1234", mode: str = "stop_on_failure",
+             run_id: str = "0f0e0d0c-0000-4000-8000-000000000001") -> Path:
+    run_dir = tmp_path / run_id
+    run_dir.mkdir()
+    jobs = [{"step": step, "job_id": job_id, "log": str(run_dir / f"{step}.log")}
+            for step, job_id in (("ingest", "101"), ("validate", "102"))]
+    followers = {"finish": {"role": "finish", "job_id": "103", "log": str(run_dir / "finish.log")}}
+    detached.write_json(run_dir / detached.RECORD, {"run_id": run_id, "run_name": name, "pipeline": "data_pipeline",
+                                                    "execution_mode": mode, "detached": True, "jobs": jobs,
+                                                    "followers": followers})
+    return run_dir
+
+
+def test_outcome_of_a_run_by_its_jobs():
+    assert detached.outcome({"a": "COMPLETED", "b": "COMPLETED"}, False) == "FINISHED"
+    assert detached.outcome({"a": "COMPLETED", "b": "FAILED"}, False) == "FAILED"
+    assert detached.outcome({"a": "TIMEOUT", "b": "CANCELLED"}, False) == "FAILED"
+    assert detached.outcome({"a": "COMPLETED", "b": detached.LOST}, False) == "FAILED"
+    assert detached.outcome({"a": "COMPLETED", "b": "CANCELLED"}, False) == "KILLED"
+    assert detached.outcome({"a": "FAILED", "b": "CANCELLED"}, True) == "KILLED"  # the user cancelled the run
+
+
+def test_finish_waits_for_every_step_and_reap_for_any_failure(tmp_path):
+    record = {"execution_mode": "fail_fast", "jobs": [{"job_id": "7"}, {"job_id": "8"}, {"job_id": "9"}]}
+    commands = detached.follower_commands(record, {"finish": tmp_path / "f.sbatch", "reap": tmp_path / "r.sbatch"})
+    assert commands["finish"][:3] == ["sbatch", "--parsable", "--dependency=afterany:7:8:9"]
+    assert "--dependency=afternotok:7?afternotok:8?afternotok:9" in commands["reap"]
+    assert "--kill-on-invalid-dep=yes" in commands["reap"]
+    record["execution_mode"] = "continue_on_failure"  # nothing to end on a failure: no reaper
+    assert set(detached.follower_commands(record, {"finish": tmp_path / "f.sbatch"})) == {"finish"}
+
+
+def test_follower_job_is_a_small_cpu_job_of_the_step_template(tmp_path):
+    job = SlurmJobConfig(partition="gpu", account="proj", gpus=4, mem="200G", cpus_per_task=32, time="24:00:00",
+                         requeue=True)
+    base = JobSpec(step="train", name="ptwiki-train-abcd1234", run_id="abcd1234-0000", job=job,
+                   command=("/venv/bin/python", "-m", "zenml.entrypoints.entrypoint"), workdir=str(tmp_path),
+                   script_path=tmp_path / "train.sbatch", log_path=tmp_path / "train.log",
+                   env_path=tmp_path / "train.env", max_requeues=3)
+    spec = detached.follower_spec(base, "finish", tmp_path, "ptwiki")
+    script = render_job_script(spec)
+    assert "#SBATCH --partition=gpu" in script and "#SBATCH --account=proj" in script
+    assert "#SBATCH --mem=2G" in script and "#SBATCH --cpus-per-task=1" in script and "--gres" not in script
+    assert "#SBATCH --no-requeue" in script and "scontrol requeue" not in script
+    assert f"/venv/bin/python -m ptwiki_llm.hpc.detached finish {tmp_path}" in script
+    assert spec.log_path == tmp_path / "finish.log" and spec.name == "ptwiki-finish-abcd1234"
+
+
+def test_state_from_the_log_a_job_script_wrote(tmp_path):
+    log = tmp_path / "x.log"
+    assert state_from_log(log) is None
+    log.write_text("[ptwiki-slurm] step train: exit code 75\n[ptwiki-slurm] step train: requeueing job 5 (attempt 1)\n")
+    assert state_from_log(log) is None  # requeued: it runs again
+    log.write_text(log.read_text() + "[ptwiki-slurm] step train: exit code 0\n")
+    assert state_from_log(log) == ("COMPLETED", 0)
+    log.write_text("[ptwiki-slurm] step ingest: exit code 3\n")
+    assert state_from_log(log) == ("FAILED", 3)
+
+
+def test_a_job_slurm_does_not_know_is_lost_after_the_bound_then_the_run_fails(tmp_path, monkeypatch):
+    run_dir = _run_dir(tmp_path)
+    slurm = FakeSlurm({"101": ("COMPLETED", "", 0, 0), "103": ("PENDING", "Dependency")})  # 102 unknown
+    clock = [1000.0]
+    monkeypatch.setattr(run_view.time, "time", lambda: clock[0])
+    first = view(run_dir, slurm, lost_after_s=60)
+    assert [r.state for r in first.steps] == ["COMPLETED", "UNKNOWN"] and first.status == "RUNNING"
+    assert run_view.close_if_ended(first, slurm).closed is None
+    clock[0] += 59
+    assert view(run_dir, slurm, lost_after_s=60).steps[1].state == "UNKNOWN"
+    clock[0] += 1
+    later = view(run_dir, slurm, lost_after_s=60)
+    assert later.steps[1].state == detached.LOST and "for 60s" in later.steps[1].note and later.ended
+    monkeypatch.setattr(detached, "close_zenml", lambda run_id, states, status, reason: "failed")
+    closed = run_view.close_if_ended(later, slurm).closed
+    assert closed["status"] == "FAILED" and closed["steps"] == {"ingest": "COMPLETED", "validate": detached.LOST}
+    assert "status" in closed["closed_by"] and slurm.cancelled == [["103"]]  # the queued finish job is let go
+    assert json.loads((run_dir / detached.FINISHED).read_text())["status"] == "FAILED"
+    # closed once: a later close (the finish job) keeps what was written
+    assert detached.finish_run(run_dir, {"ingest": "COMPLETED", "validate": "COMPLETED"}, by="x")["status"] == "FAILED"
+
+
+def test_a_job_slurm_forgot_is_read_from_its_log(tmp_path):
+    run_dir = _run_dir(tmp_path)
+    Path(run_dir / "validate.log").write_text("[ptwiki-slurm] step validate: exit code 0\n")
+    run = view(run_dir, FakeSlurm({"101": ("COMPLETED", "", 0, 0)}))
+    assert run.steps[1].state == "COMPLETED" and "from its log" in run.steps[1].note
+    assert run.steps[0].elapsed == "00:00:07"
+
+
+def test_runs_are_found_by_name_id_or_prefix_newest_by_default(tmp_path):
+    with pytest.raises(PrerequisiteMissingError, match="no SLURM runs"):
+        find_run(tmp_path, None)
+    old = _run_dir(tmp_path, "data_pipeline-2026_11_28-old-11111111", run_id="aaaa1111-0000")
+    new = _run_dir(tmp_path, "data_pipeline-2026_11_29-new-22222222", run_id="bbbb2222-0000")
+    import os
+
+    os.utime(old / detached.RECORD, (1, 1))
+    assert find_run(tmp_path, None) == new
+    assert find_run(tmp_path, "aaaa1111-0000") == old
+    assert find_run(tmp_path, "data_pipeline-2026_11_28") == old
+    with pytest.raises(RunNotFoundError, match="names 2 runs"):
+        find_run(tmp_path, "data_pipeline")
+    with pytest.raises(RunNotFoundError, match="no SLURM run 'zzz'"):
+        find_run(tmp_path, "zzz")
