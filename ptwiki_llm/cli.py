@@ -311,11 +311,15 @@ def logs(
         console.print(f"[dim]job {row.job_id} {row.state}[/dim]")
         return
     row = job_of(view(run_dir, client), step)
-    path = Path(row.log)
-    if not path.is_file():
-        raise UserError(f"step {step} (job {row.job_id}, {row.state}) has no log yet at {path}",
+    pattern = Path(row.log)  # a job array's tasks write one log each (%a: the task)
+    paths = sorted(pattern.parent.glob(pattern.name.replace("%a", "*"))) if "%a" in pattern.name else [pattern]
+    if not any(path.is_file() for path in paths):
+        raise UserError(f"step {step} (job {row.job_id}, {row.state}) has no log yet at {pattern}",
                         f"`ptwiki-llm logs {run_ref} {step} -f` waits for it")
-    console.print(path.read_text(encoding="utf-8", errors="replace"), markup=False, highlight=False, end="")
+    for path in paths:
+        if len(paths) > 1:
+            console.print(f"==> {path} <==", markup=False, highlight=False)
+        console.print(path.read_text(encoding="utf-8", errors="replace"), markup=False, highlight=False, end="")
 
 
 @app.command()

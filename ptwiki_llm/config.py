@@ -490,6 +490,9 @@ class SlurmJobConfig(_Section):
     signal_seconds: int = Field(300, ge=1, description="with requeue: SIGUSR1 this many seconds before the limit")
     max_requeues: int = Field(3, ge=0, description="with requeue: requeues per step (each is a ZenML step retry)")
     requeue_on_failure: bool = Field(False, description="with requeue: also requeue after other non-zero exits")
+    array_tasks: int = Field(
+        1, ge=1, description="ingest only: clean the input as a SLURM job array of this many tasks before the step"
+    )
 
 
 class ApptainerConfig(_Section):

@@ -293,5 +293,7 @@ def render_job_script(spec: JobSpec) -> str:
             f'    echo "{LOG_PREFIX} step {spec.step}: scontrol requeue failed; the job ends here"',
             "fi",
         ]
-    lines += [f"rm -f {env_file}", 'exit "$rc"', ""]
+    if not any(arg.startswith("--array") for arg in job.extra_sbatch_args):
+        lines.append(f"rm -f {env_file}")  # the tasks of an array share theirs (no secrets: hpc.job_array)
+    lines += ['exit "$rc"', ""]
     return "\n".join(lines)

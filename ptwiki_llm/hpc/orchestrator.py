@@ -26,7 +26,7 @@ from zenml.enums import ExecutionMode, ExecutionStatus, StoreType
 from zenml.orchestrators import BaseOrchestrator, SubmissionResult
 
 from ptwiki_llm.assets import OFFLINE_VARS
-from ptwiki_llm.hpc import detached
+from ptwiki_llm.hpc import detached, job_array
 from ptwiki_llm.hpc.entrypoint import SOURCE_ROOT_ENV, SlurmStepEntrypointConfiguration
 from ptwiki_llm.hpc.flavor import SlurmOrchestratorConfig, SlurmOrchestratorSettings
 from ptwiki_llm.hpc.images import image_digest
@@ -197,10 +197,19 @@ class SlurmOrchestrator(BaseOrchestrator):
                 spec, environment = self._job_spec(snapshot, stack, name, steps[name], run_id, run_dir,
                                                    step_environments[name])
                 specs[name] = (spec, environment)
+                after_ok = tuple(submitted[u].job_id for u in upstream[name])
+                if spec.job.array_tasks > 1:  # the step's work first, as a job array (hpc.job_array)
+                    array_id, array, array_command = job_array.submit_tasks(
+                        client, spec, environment, steps[name].config.parameters, run_dir, after_ok,
+                        self.config.job_name_prefix)
+                    submitted[array.step] = SubmittedJob(array.step, array_id, after_ok, tuple(array_command),
+                                                         str(array.script_path), str(array.log_path),
+                                                         str(array.env_path))
+                    emit(f"[slurm] `{name}`'s work submitted as job array {array_id} of {spec.job.array_tasks} tasks")
+                    after_ok = (*after_ok, array_id)
                 write_env_file(spec.env_path, environment)
                 spec.script_path.write_text(render_job_script(spec), encoding="utf-8")
                 spec.script_path.chmod(0o700)
-                after_ok = tuple(submitted[u].job_id for u in upstream[name])
                 command = submit_command(spec.script_path, after_ok)
                 job_id = client.submit(command)
                 submitted[name] = SubmittedJob(name, job_id, after_ok, tuple(command), str(spec.script_path),

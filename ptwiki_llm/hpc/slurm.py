@@ -103,6 +103,27 @@ def parse_scontrol(output: str) -> JobInfo | None:
     return JobInfo(fields["JobId"], _state_word(fields.get("JobState", "")), fields.get("Reason", ""), code, sig)
 
 
+def aggregate_arrays(infos: dict[str, JobInfo], job_ids: Sequence[str]) -> dict[str, JobInfo]:
+    """A job array asked for by its id, as one job: squeue and sacct list its tasks (``12_0``, ``12_[1-3]``).
+
+    Running while a task runs, pending while one waits, COMPLETED when all completed, else the first task
+    that did not (with its exit code).
+    """
+    combined = dict(infos)
+    for job_id in job_ids:
+        if job_id in infos:
+            continue
+        tasks = [info for key, info in sorted(infos.items()) if key.startswith(f"{job_id}_")]
+        if not tasks:
+            continue
+        running = [t for t in tasks if not t.finished and t.state not in PENDING_STATES]
+        waiting = [t for t in tasks if t.state in PENDING_STATES]
+        failed = [t for t in tasks if t.finished and not t.succeeded]
+        chosen = (running or waiting or failed or tasks)[0]
+        combined[job_id] = JobInfo(job_id, chosen.state, chosen.reason, chosen.exit_code, chosen.signal)
+    return combined
+
+
 def parse_elapsed(output: str) -> dict[str, str]:
     """Lines of ``<job id>|<elapsed>`` (squeue ``%i|%M``, sacct ``JobID,Elapsed``)."""
     times = {}
@@ -191,10 +212,10 @@ class SlurmClient:
         return {job_id: value for job_id, value in times.items() if job_id in job_ids}
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        """State of each job; finished jobs also carry their exit code."""
-        found = self.squeue(job_ids)
+        """State of each job; finished jobs also carry their exit code. A job array's id stands for its tasks."""
+        found = aggregate_arrays(self.squeue(job_ids), job_ids)
         need_detail = [j for j in job_ids if j not in found or found[j].finished]
-        detailed = self.sacct(need_detail)
+        detailed = aggregate_arrays(self.sacct(need_detail), need_detail)
         for job_id in need_detail:
             info = detailed.get(job_id)
             if info is None or (info.exit_code is None and info.finished):

@@ -134,3 +134,34 @@ def test_runs_are_found_by_name_id_or_prefix_newest_by_default(tmp_path):
         find_run(tmp_path, "data_pipeline")
     with pytest.raises(RunNotFoundError, match="no SLURM run 'zzz'"):
         find_run(tmp_path, "zzz")
+
+
+def test_a_job_array_stands_for_its_tasks():
+    from ptwiki_llm.hpc.slurm import aggregate_arrays, parse_sacct, parse_squeue
+
+    running = parse_squeue("55_0|RUNNING|None\n55_[1-2]|PENDING|Resources\n56|RUNNING|None\n")
+    assert aggregate_arrays(running, ["55", "56"])["55"].state == "RUNNING"
+    waiting = parse_squeue("55_0|COMPLETED|None\n55_[1-2]|PENDING|Resources\n")
+    assert aggregate_arrays(waiting, ["55"])["55"] == JobInfo("55", "PENDING", "Resources")
+    done = parse_sacct("55_0|COMPLETED|0:0|None\n55_1|FAILED|3:0|NonZeroExitCode\n55_2|COMPLETED|0:0|None\n")
+    assert aggregate_arrays(done, ["55"])["55"] == JobInfo("55", "FAILED", "NonZeroExitCode", 3, 0)
+    ok = parse_sacct("55_0|COMPLETED|0:0|None\n55_1|COMPLETED|0:0|None\n")
+    assert aggregate_arrays(ok, ["55"])["55"].succeeded
+
+
+def test_the_ingest_array_is_the_step_job_with_tasks_and_no_secrets(tmp_path):
+    from ptwiki_llm.hpc.job_array import array_spec, task_environment
+
+    job = SlurmJobConfig(partition="cpu", cpus_per_task=8, mem="32G", array_tasks=4)
+    base = JobSpec(step="ingest", name="ptwiki-ingest-abcd1234", run_id="abcd1234-0000", job=job,
+                   command=("/venv/bin/python", "-m", "zenml.entrypoints.entrypoint"), workdir=str(tmp_path),
+                   script_path=tmp_path / "ingest.sbatch", log_path=tmp_path / "ingest.log",
+                   env_path=tmp_path / "ingest.env")
+    script = render_job_script(array_spec(base, 4, tmp_path / "ingest-tasks.json", tmp_path, "ptwiki"))
+    assert "#SBATCH --array=0-3" in script and f"#SBATCH --output={tmp_path}/ingest-tasks-%a.log" in script
+    assert "#SBATCH --cpus-per-task=8" in script and "#SBATCH --mem=32G" in script
+    assert f"-m ptwiki_llm.hpc.job_array {tmp_path}/ingest-tasks.json" in script
+    assert "rm -f" not in script  # the tasks that start later still read the env file
+    env = task_environment({"PTWIKI_SOURCE_ROOT": "/app", "HF_HUB_OFFLINE": "1", "ZENML_STORE_URL": "https://z",
+                            "ZENML_STORE_API_KEY": "k", "MLFLOW_TRACKING_PASSWORD": "p", "PTWIKI_API_TOKEN": "t"})
+    assert env == {"PTWIKI_SOURCE_ROOT": "/app", "HF_HUB_OFFLINE": "1"}
