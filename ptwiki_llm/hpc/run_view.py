@@ -164,12 +164,13 @@ def view(run_dir: Path, client: SlurmClient, lost_after_s: float = LOST_AFTER_S)
     return RunView(Path(run_dir), record, steps, follower_rows, detached.finished(run_dir))
 
 
-def close_if_ended(run: RunView, client: SlurmClient, config: Any = None) -> RunView:
-    """Every step job ended and nobody closed the run: close it here (the finish job lost, cancelled or queued)."""
-    if run.closed is not None or not run.ended:
+def close_if_ended(run: RunView, client: SlurmClient, config: Any = None, by: str = "status") -> RunView:
+    """Every step job of a detached run ended and nobody closed it: close it here (the finish job lost, cancelled
+    or queued). An attached run's driver closes its own run."""
+    if run.closed is not None or not run.ended or not run.record.get("detached"):
         return run
     states = {row.step: row.state for row in run.steps}
-    run.closed = detached.finish_run(run.run_dir, states, by=f"ptwiki-llm status (pid {os.getpid()})", config=config)
+    run.closed = detached.finish_run(run.run_dir, states, by=f"ptwiki-llm {by} (pid {os.getpid()})", config=config)
     pending = [row.job_id for row in run.followers if row.state in PENDING_STATES]
     client.cancel(pending, pending_only=True)  # closed already: a follower still queued has nothing to do
     return run
@@ -215,7 +216,7 @@ def cancel(run_dir: Path, client: SlurmClient, wait_s: float = 60.0, poll_second
     while not run.ended and time.monotonic() < deadline:
         time.sleep(poll_seconds)
         run = view(run_dir, client)
-    return close_if_ended(run, client, config)
+    return close_if_ended(run, client, config, by="cancel")
 
 
 # --- a workdir's runs that are still going ---------------------------------------------------------
