@@ -276,8 +276,8 @@ def status(
     from ptwiki_llm.zenml_env import prepare_zenml
 
     cfg = _load(config, set_)
-    client = _slurm_cli(cfg)
     run_dir = find_run(cfg.expand(cfg.hpc.jobs_dir), run_ref)
+    client = _slurm_cli(cfg)
     prepare_zenml(cfg)
     for stale in find_stale_runs(cfg):  # runs whose driver died and whose jobs all ended
         console.print(f"marked {stale}", markup=False, highlight=False)
@@ -303,8 +303,8 @@ def logs(
     from ptwiki_llm.hpc.run_view import find_run, follow_log, job_of, view
 
     cfg = _load(config, set_)
-    client = _slurm_cli(cfg)
     run_dir = find_run(cfg.expand(cfg.hpc.jobs_dir), run_ref)
+    client = _slurm_cli(cfg)
     if follow:
         row = follow_log(run_dir, step, client, lambda line: console.print(line, markup=False, highlight=False),
                          cfg.hpc.poll_seconds)
@@ -335,8 +335,8 @@ def cancel(
     from ptwiki_llm.zenml_env import prepare_zenml
 
     cfg = _load(config, set_)
-    client = _slurm_cli(cfg)
     run_dir = find_run(cfg.expand(cfg.hpc.jobs_dir), run_ref)
+    client = _slurm_cli(cfg)
     prepare_zenml(cfg)
     run = cancel_run(run_dir, client, wait, cfg.hpc.poll_seconds, cfg)
     _print_run(run)

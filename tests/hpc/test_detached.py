@@ -165,3 +165,13 @@ def test_the_ingest_array_is_the_step_job_with_tasks_and_no_secrets(tmp_path):
     env = task_environment({"PTWIKI_SOURCE_ROOT": "/app", "HF_HUB_OFFLINE": "1", "ZENML_STORE_URL": "https://z",
                             "ZENML_STORE_API_KEY": "k", "MLFLOW_TRACKING_PASSWORD": "p", "PTWIKI_API_TOKEN": "t"})
     assert env == {"PTWIKI_SOURCE_ROOT": "/app", "HF_HUB_OFFLINE": "1"}
+
+
+def test_cli_refuses_detach_on_a_local_preset_and_unknown_runs_in_one_line(tmp_path):
+    from tests.test_cli_errors import cli, error_line, nothing_set_up
+
+    local = str(Path(__file__).resolve().parents[2] / "configs" / "local.yaml")
+    refused = error_line(cli("run", "--detach", "-c", local, workdir=tmp_path / "wd"), 2)
+    assert "--detach needs a SLURM preset" in refused and nothing_set_up(tmp_path / "wd")
+    missing = error_line(cli("logs", "nope", "ingest", "-c", local, workdir=tmp_path / "wd"), 1)
+    assert "no SLURM runs in" in missing and "ptwiki-llm run --detach" in missing
