@@ -12,17 +12,22 @@ those of an attached run; two follower jobs take the driver's place:
   cancelled, or still queued); ``finished.json`` in the run folder says how it ended and who closed it.
 - ``reap`` (``fail_fast`` and ``stop_on_failure``; ``--dependency=afternotok:<a>?afternotok:<b>...``)
   starts when a step job fails and cancels what the execution mode ends, as the attached driver does
-  (``orchestrator.jobs_to_cancel``); when every step succeeds SLURM cancels it (``--kill-on-invalid-dep``).
-  It is a job like any other: on a full partition a queued sibling may start before it does.
+  (``orchestrator.jobs_to_cancel``: fail_fast every unfinished job, stop_on_failure the jobs that have not
+  started); when every step succeeds SLURM cancels it (``--kill-on-invalid-dep``). It is a job like any
+  other: on a full partition a queued sibling may start before it does.
 
-A follower runs ``python -m ptwiki_llm.hpc.detached <finish|reap> <run folder>`` from a job script rendered
-like a CPU step's (same environment file, image, partition and account) with 1 CPU, 2 GB and 20 minutes.
+``finish`` runs ``python -m ptwiki_llm.hpc.detached finish <run folder>`` from a job script rendered like a
+CPU step's (same environment file, image, partition and account) with 1 CPU, 2 GB and 20 minutes. Inside
+an image, where squeue and sacct are not, it reads how each job ended from the last line the job script
+wrote to the job's log. ``reap`` is a few lines of bash on the host (scancel only), no Python, no image.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -30,7 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ptwiki_llm.hpc.jobscript import JobSpec, job_name, render_job_script, write_env_file
+from ptwiki_llm.hpc.jobscript import (
+    LOG_PREFIX,
+    JobSpec,
+    job_name,
+    render_job_script,
+    sbatch_directives,
+    write_env_file,
+)
 from ptwiki_llm.hpc.slurm import JobInfo, SlurmClient, SlurmError
 
 DETACH_EXTRA = "ptwiki_detached"  # pipeline ``extra``: {"config": ..., "index_state": ...} of a detached run
@@ -43,6 +55,7 @@ FOLLOWER_JOB = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": 1, "mem": "2G
                 "gpu_type": None, "gres": None, "gpu_memory": None, "requeue": False}
 REAPED_MODES = ("fail_fast", "stop_on_failure")
 LOST = "LOST"  # a job SLURM no longer knows (neither squeue nor sacct), past the wait for it to reappear
+_EXIT_LINE = re.compile(re.escape(LOG_PREFIX) + r" step \S+: (exit code (\d+)|requeueing job)")
 
 
 def now_iso() -> str:
@@ -132,28 +145,52 @@ def follower_commands(record: Mapping[str, Any], scripts: Mapping[str, Path]) ->
     return commands
 
 
+def reaper_script(record: Mapping[str, Any], job: Any, name: str, log: Path, run_dir: Path) -> str:
+    """The reaper: cancel what the execution mode ends (bash and scancel only: it runs on the host)."""
+    ids = " ".join(str(j["job_id"]) for j in record["jobs"])
+    mode = record["execution_mode"]
+    pending_only = "--state=PENDING " if mode == "stop_on_failure" else ""
+    marker = shlex.quote(str(run_dir / REAPED))
+    return "\n".join([
+        "#!/bin/bash",
+        f"# ptwiki-llm: the reaper of detached run {record['run_id']} ({mode}): a step job failed.",
+        *(f"#SBATCH {directive}" for directive in sbatch_directives(job, name, log)),
+        "set -u",
+        f'echo "{LOG_PREFIX} reap ({mode}): a step job failed; cancelling '
+        f'{"the jobs that have not started" if pending_only else "every unfinished job"} of {ids}"',
+        f"scancel {pending_only}{ids}",
+        f"printf '{{\"mode\": \"{mode}\", \"job\": \"%s\", \"at\": \"%s\"}}\\n' "
+        f'"${{SLURM_JOB_ID:-?}}" "$(date -Iseconds)" > {marker}',
+        "",
+    ])
+
+
 def submit_followers(
     client: SlurmClient, run_dir: Path, record: dict[str, Any],
     specs: Mapping[str, tuple[JobSpec, dict[str, str]]], prefix: str,
 ) -> dict[str, Any]:
     """Write the run's record, then submit its follower jobs; returns the record with them."""
     base, environment = _base_spec(specs)
-    roles = ("finish", "reap") if record.get("execution_mode") in REAPED_MODES else ("finish",)
-    follower_specs = {role: follower_spec(base, role, run_dir, prefix) for role in roles}
+    finish = follower_spec(base, "finish", run_dir, prefix)
     write_json(run_dir / RECORD, record)  # before the followers exist: they read it
+    write_env_file(finish.env_path, environment)
+    finish.script_path.write_text(render_job_script(finish), encoding="utf-8")
+    scripts = {"finish": finish.script_path}
+    logs = {"finish": finish.log_path}
+    if record.get("execution_mode") in REAPED_MODES:
+        scripts["reap"], logs["reap"] = run_dir / "reap.sbatch", run_dir / "reap.log"
+        scripts["reap"].write_text(reaper_script(record, finish.job, job_name(prefix, "reap", base.run_id),
+                                                 logs["reap"], run_dir), encoding="utf-8")
     followers: dict[str, dict[str, Any]] = {}
-    commands = follower_commands(record, {role: spec.script_path for role, spec in follower_specs.items()})
-    for role, spec in follower_specs.items():
-        write_env_file(spec.env_path, environment)
-        spec.script_path.write_text(render_job_script(spec), encoding="utf-8")
-        spec.script_path.chmod(0o700)
+    for role, command in follower_commands(record, scripts).items():
+        scripts[role].chmod(0o700)
         try:
-            job_id = client.submit(commands[role])
+            job_id = client.submit(command)
         except BaseException:
             client.cancel(f["job_id"] for f in followers.values())
             raise
-        followers[role] = {"role": role, "job_id": job_id, "command": commands[role], "script": str(spec.script_path),
-                           "log": str(spec.log_path), "env_file": str(spec.env_path)}
+        followers[role] = {"role": role, "job_id": job_id, "command": command, "script": str(scripts[role]),
+                           "log": str(logs[role])}
     record = {**record, "followers": followers}
     write_json(run_dir / RECORD, record)
     return record
@@ -253,40 +290,53 @@ def step_states(client: SlurmClient, record: Mapping[str, Any]) -> dict[str, Job
     return {job["step"]: infos[job["job_id"]] for job in record["jobs"] if job["job_id"] in infos}
 
 
+def state_from_log(log: Path) -> tuple[str, int] | None:
+    """The end the job script wrote into the log: (COMPLETED|FAILED, exit code); None when it wrote none."""
+    if not log.is_file():
+        return None
+    last = None
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            match = _EXIT_LINE.search(line)
+            if match:
+                last = match
+    if last is None or last.group(2) is None:  # no end written, or requeued after it
+        return None
+    code = int(last.group(2))
+    return ("COMPLETED" if code == 0 else "FAILED"), code
+
+
+def ended_state_from_logs(log: str) -> str:
+    """How a job that has ended ended, from its log(s) alone (``%a``: one per array task): COMPLETED when each
+    says exit code 0; CANCELLED when there is none (it never started); else FAILED (a non-zero exit, or the
+    job was killed before its script's last line)."""
+    pattern = Path(log)
+    paths = sorted(pattern.parent.glob(pattern.name.replace("%a", "*"))) if "%a" in pattern.name else [pattern]
+    found = [path for path in paths if path.is_file()]
+    if not found:
+        return "CANCELLED"
+    ends = [state_from_log(path) for path in found]
+    return "COMPLETED" if all(end is not None and end[0] == "COMPLETED" for end in ends) else "FAILED"
+
+
 def _finish_job(run_dir: Path) -> int:
-    client = SlurmClient()
     record = read_record(run_dir)
-    infos = step_states(client, record)
-    states = {job["step"]: infos[job["step"]].state if job["step"] in infos else LOST for job in record["jobs"]}
+    if SlurmClient.available():
+        client = SlurmClient()
+        infos = step_states(client, record)
+        states = {job["step"]: infos[job["step"]].state if job["step"] in infos else ended_state_from_logs(job["log"])
+                  for job in record["jobs"]}
+        reaper = (record.get("followers") or {}).get("reap")
+        if reaper:  # every step ended: a reaper still waiting has nothing left to do
+            client.cancel([reaper["job_id"]], pending_only=True)
+    else:  # inside an image: the job scripts' last lines say how the jobs (which all ended) ended
+        states = {job["step"]: ended_state_from_logs(job["log"]) for job in record["jobs"]}
     done = finish_run(run_dir, states, by=f"finish job {os.environ.get('SLURM_JOB_ID', '?')}")
-    reaper = (record.get("followers") or {}).get("reap")
-    if reaper:  # every step ended: a reaper still waiting has nothing left to do
-        client.cancel([reaper["job_id"]], pending_only=True)
     print(f"run {record.get('run_name') or record['run_id']}: {done['status']} "
           f"(closed by {done['closed_by']}); steps: {json.dumps(done['steps'])}", flush=True)
     for note in done["notes"]:
         print(f"warning: {note}", flush=True)
     return 0
-
-
-def reap(run_dir: Path, client: SlurmClient | None = None) -> dict[str, Any]:
-    """A step job failed: cancel what the run's execution mode ends (the attached driver's rule)."""
-    from zenml.enums import ExecutionMode
-
-    from ptwiki_llm.hpc.orchestrator import jobs_to_cancel
-
-    client = client or SlurmClient()
-    record = read_record(run_dir)
-    steps = {job["job_id"]: job["step"] for job in record["jobs"]}
-    infos = client.states(list(steps))
-    failed = {steps[j]: info.state for j, info in infos.items() if info.finished and info.state != "COMPLETED"}
-    unfinished = [job_id for job_id in steps if job_id not in infos or not infos[job_id].finished]
-    victims = jobs_to_cancel(ExecutionMode(record["execution_mode"]), infos, unfinished)
-    reaped = {"mode": record["execution_mode"], "failed": failed, "cancelled": {steps[j]: j for j in victims},
-              "at": now_iso()}
-    write_json(Path(run_dir) / REAPED, reaped)
-    client.cancel(victims)
-    return reaped
 
 
 def jobs_alive(job_ids: Sequence[str]) -> bool | None:
@@ -304,16 +354,10 @@ def jobs_alive(job_ids: Sequence[str]) -> bool | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] not in ("finish", "reap"):
-        print("usage: python -m ptwiki_llm.hpc.detached finish|reap <run folder>", file=sys.stderr)
+    if len(args) != 2 or args[0] != "finish":
+        print("usage: python -m ptwiki_llm.hpc.detached finish <run folder>", file=sys.stderr)
         return 2
-    role, run_dir = args[0], Path(args[1])
-    if role == "finish":
-        return _finish_job(run_dir)
-    reaped = reap(run_dir)
-    print(f"{reaped['mode']}: failed {json.dumps(reaped['failed'])}; cancelled {json.dumps(reaped['cancelled'])}",
-          flush=True)
-    return 0
+    return _finish_job(Path(args[1]))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ says nothing either it is UNKNOWN until ``lost_after_s`` has passed since it was
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,13 +19,11 @@ from typing import Any
 
 from ptwiki_llm.errors import PrerequisiteMissingError, UserError, WorkdirBusyError
 from ptwiki_llm.hpc import detached
-from ptwiki_llm.hpc.jobscript import LOG_PREFIX
 from ptwiki_llm.hpc.logs import LogFollower
 from ptwiki_llm.hpc.slurm import PENDING_STATES, TERMINAL_STATES, JobInfo, SlurmClient
 
 UNKNOWN_SINCE = "unknown.json"  # when status first missed each job SLURM did not know
 LOST_AFTER_S = 120.0
-_EXIT_LINE = re.compile(re.escape(LOG_PREFIX) + r" step \S+: (exit code (\d+)|requeueing job)")
 
 
 class RunNotFoundError(UserError):
@@ -106,22 +103,6 @@ def find_run(jobs_dir: Path, ref: str | None) -> Path:
 # --- status ---------------------------------------------------------------------------------------
 
 
-def state_from_log(log: Path) -> tuple[str, int] | None:
-    """The end the job script wrote into the log: (COMPLETED|FAILED, exit code), None when it has not ended."""
-    if not log.is_file():
-        return None
-    last = None
-    with log.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            match = _EXIT_LINE.search(line)
-            if match:
-                last = match
-    if last is None or last.group(2) is None:  # no end written, or requeued after it
-        return None
-    code = int(last.group(2))
-    return ("COMPLETED" if code == 0 else "FAILED"), code
-
-
 def _row(job: Mapping[str, Any], step: str, info: JobInfo | None, elapsed: Mapping[str, str],
          unknown: dict[str, float], now: float, lost_after_s: float) -> JobRow:
     job_id, log = str(job["job_id"]), str(job["log"])
@@ -130,7 +111,7 @@ def _row(job: Mapping[str, Any], step: str, info: JobInfo | None, elapsed: Mappi
         waiting = info.state in PENDING_STATES
         return JobRow(step, job_id, info.state, info.reason if info.reason not in ("None",) else "",
                       "" if waiting else elapsed.get(job_id, ""), info.exit_code, log)
-    from_log = state_from_log(Path(log))
+    from_log = detached.state_from_log(Path(log))
     if from_log is not None:
         unknown.pop(job_id, None)
         return JobRow(step, job_id, from_log[0], "", "", from_log[1], log,

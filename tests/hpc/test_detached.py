@@ -10,8 +10,9 @@ import pytest
 from ptwiki_llm.config import SlurmJobConfig
 from ptwiki_llm.errors import PrerequisiteMissingError
 from ptwiki_llm.hpc import detached, run_view
+from ptwiki_llm.hpc.detached import state_from_log
 from ptwiki_llm.hpc.jobscript import JobSpec, render_job_script
-from ptwiki_llm.hpc.run_view import RunNotFoundError, find_run, state_from_log, view
+from ptwiki_llm.hpc.run_view import RunNotFoundError, find_run, view
 from ptwiki_llm.hpc.slurm import JobInfo
 
 
@@ -175,3 +176,29 @@ def test_cli_refuses_detach_on_a_local_preset_and_unknown_runs_in_one_line(tmp_p
     assert "--detach needs a SLURM preset" in refused and nothing_set_up(tmp_path / "wd")
     missing = error_line(cli("logs", "nope", "ingest", "-c", local, workdir=tmp_path / "wd"), 1)
     assert "no SLURM runs in" in missing and "ptwiki-llm run --detach" in missing
+
+
+def test_the_reaper_is_bash_and_scancel_by_the_execution_mode(tmp_path):
+    record = {"run_id": "r1", "execution_mode": "stop_on_failure",
+              "jobs": [{"job_id": "7"}, {"job_id": "8"}]}
+    job = SlurmJobConfig(partition="cpu", mem="2G")
+    script = detached.reaper_script(record, job, "ptwiki-reap-r1", tmp_path / "reap.log", tmp_path)
+    assert "scancel --state=PENDING 7 8" in script and "python" not in script
+    record["execution_mode"] = "fail_fast"
+    script = detached.reaper_script(record, job, "ptwiki-reap-r1", tmp_path / "reap.log", tmp_path)
+    assert "\nscancel 7 8\n" in script
+    (tmp_path / "reap.sbatch").write_text(script)
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(tmp_path / "reap.sbatch")]).returncode == 0
+
+
+def test_how_a_job_ended_from_its_logs_alone(tmp_path):
+    assert detached.ended_state_from_logs(str(tmp_path / "never.log")) == "CANCELLED"
+    (tmp_path / "ok.log").write_text("[ptwiki-slurm] step ingest: exit code 0\n")
+    assert detached.ended_state_from_logs(str(tmp_path / "ok.log")) == "COMPLETED"
+    (tmp_path / "killed.log").write_text("[ptwiki-slurm] step train: job 5 attempt 0\n")
+    assert detached.ended_state_from_logs(str(tmp_path / "killed.log")) == "FAILED"
+    for task, code in ((0, 0), (1, 3)):
+        (tmp_path / f"ingest-tasks-{task}.log").write_text(f"[ptwiki-slurm] step ingest-tasks: exit code {code}\n")
+    assert detached.ended_state_from_logs(str(tmp_path / "ingest-tasks-%a.log")) == "FAILED"

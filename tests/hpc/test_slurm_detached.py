@@ -188,7 +188,9 @@ def test_a_failed_step_is_reaped_and_the_run_closed_failed(slurm_cluster, asset,
         assert closed["status"] == "FAILED" and closed["zenml_status"] == "failed", closed
         assert closed["steps"] == {"ingest": "COMPLETED", "validate": "FAILED", "format_examples": "CANCELLED"}
         reaped = detached.read_json(run_dir / detached.REAPED)  # the reaper started on validate's failure
-        assert reaped is not None and reaped["mode"] == "stop_on_failure" and reaped["failed"]["validate"] == "FAILED"
+        assert reaped is not None and reaped["mode"] == "stop_on_failure", reaped
+        assert reaped["job"] == record["followers"]["reap"]["job_id"]
+        assert "cancelling the jobs that have not started" in (run_dir / "reap.log").read_text()
         assert _parent_status(tmp_path, record["run_id"]) == "FAILED"
         waited = _cli(tmp_path, "status", name, "--wait")
         assert waited.returncode == 1 and "closed FAILED" in " ".join(waited.stdout.split())
