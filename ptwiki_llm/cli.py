@@ -281,12 +281,17 @@ def status(
     prepare_zenml(cfg)
     for stale in find_stale_runs(cfg):  # runs whose driver died and whose jobs all ended
         console.print(f"marked {stale}", markup=False, highlight=False)
-    while True:
-        run = close_if_ended(view(run_dir, client, lost_after), client, cfg)
+    ended_at: float | None = None
+    while True:  # the finish job closes the run; status does when it does not within --lost-after of the end
+        run = view(run_dir, client, lost_after)
+        ended_at = (ended_at or time.monotonic()) if run.ended else None
+        run = close_if_ended(run, client, cfg, force=ended_at is not None and time.monotonic() - ended_at >= lost_after)
         if run.closed or not wait:
             break
         time.sleep(cfg.hpc.poll_seconds)
     _print_run(run)
+    if run.status == "ENDED":
+        console.print("every step job ended; the finish job closes the run (or `status --wait`)", markup=False)
     if wait and run.status != "FINISHED":
         raise typer.Exit(1)
 

@@ -145,10 +145,15 @@ def view(run_dir: Path, client: SlurmClient, lost_after_s: float = LOST_AFTER_S)
     return RunView(Path(run_dir), record, steps, follower_rows, detached.finished(run_dir))
 
 
-def close_if_ended(run: RunView, client: SlurmClient, config: Any = None, by: str = "status") -> RunView:
-    """Every step job of a detached run ended and nobody closed it: close it here (the finish job lost, cancelled
-    or queued). An attached run's driver closes its own run."""
+def close_if_ended(run: RunView, client: SlurmClient, config: Any = None, by: str = "status",
+                   force: bool = False) -> RunView:
+    """Every step job of a detached run ended and nobody closed it: close it here when its finish job will not
+    (ended without closing, lost, or none), or with ``force`` (it is still queued long after the steps ended).
+    An attached run's driver closes its own run."""
     if run.closed is not None or not run.ended or not run.record.get("detached"):
+        return run
+    finish = next((row for row in run.followers if row.step == "finish"), None)
+    if finish is not None and not finish.ended and not force:
         return run
     states = {row.step: row.state for row in run.steps}
     run.closed = detached.finish_run(run.run_dir, states, by=f"ptwiki-llm {by} (pid {os.getpid()})", config=config)
@@ -197,7 +202,7 @@ def cancel(run_dir: Path, client: SlurmClient, wait_s: float = 60.0, poll_second
     while not run.ended and time.monotonic() < deadline:
         time.sleep(poll_seconds)
         run = view(run_dir, client)
-    return close_if_ended(run, client, config, by="cancel")
+    return close_if_ended(run, client, config, by="cancel", force=True)
 
 
 # --- a workdir's runs that are still going ---------------------------------------------------------

@@ -104,7 +104,8 @@ def test_a_job_slurm_does_not_know_is_lost_after_the_bound_then_the_run_fails(tm
     later = view(run_dir, slurm, lost_after_s=60)
     assert later.steps[1].state == detached.LOST and "for 60s" in later.steps[1].note and later.ended
     monkeypatch.setattr(detached, "close_zenml", lambda run_id, states, status, reason: "failed")
-    closed = run_view.close_if_ended(later, slurm).closed
+    assert run_view.close_if_ended(later, slurm).closed is None  # the queued finish job closes it
+    closed = run_view.close_if_ended(later, slurm, force=True).closed
     assert closed["status"] == "FAILED" and closed["steps"] == {"ingest": "COMPLETED", "validate": detached.LOST}
     assert "status" in closed["closed_by"] and slurm.cancelled == [["103"]]  # the queued finish job is let go
     assert json.loads((run_dir / detached.FINISHED).read_text())["status"] == "FAILED"
