@@ -52,6 +52,7 @@ FINISHED = "finished.json"
 CANCEL_MARK = "cancel.json"
 REAPED = "reap.json"
 FOLLOWER_JOB = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": 1, "mem": "2G", "time": "00:20:00", "gpus": 0,
+                "array_tasks": 1,
                 "gpu_type": None, "gres": None, "gpu_memory": None, "requeue": False}
 REAPED_MODES = ("fail_fast", "stop_on_failure")
 LOST = "LOST"  # a job SLURM no longer knows (neither squeue nor sacct), past the wait for it to reappear

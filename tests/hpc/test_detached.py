@@ -203,3 +203,19 @@ def test_how_a_job_ended_from_its_logs_alone(tmp_path):
     for task, code in ((0, 0), (1, 3)):
         (tmp_path / f"ingest-tasks-{task}.log").write_text(f"[ptwiki-slurm] step ingest-tasks: exit code {code}\n")
     assert detached.ended_state_from_logs(str(tmp_path / "ingest-tasks-%a.log")) == "FAILED"
+
+
+@pytest.mark.parametrize(("owner_alive", "jobs_alive", "expected"), [
+    (False, True, True),  # a detached run: its submitter exited, its jobs run
+    (False, False, False),  # every job ended and nobody closed the run
+    (False, None, None),  # SLURM cannot be asked: leave the run alone
+    (True, False, True),  # the attached driver still works on it
+])
+def test_a_slurm_run_lives_while_its_jobs_do(monkeypatch, owner_alive, jobs_alive, expected):
+    from ptwiki_llm import stale_runs
+
+    monkeypatch.setattr(stale_runs, "owner_alive", lambda owner: owner_alive)
+    monkeypatch.setattr(detached, "jobs_alive", lambda ids: jobs_alive)
+    metadata = {"slurm_job_ids": {"ingest": "5"}, detached.METADATA_FOLLOWERS: {"finish": "6"}}
+    assert stale_runs._alive({"host": "h", "pid": 1}, metadata) is expected
+    assert stale_runs._alive({"host": "h", "pid": 1}, {}) is owner_alive  # no jobs: the owner decides
