@@ -109,7 +109,9 @@ def _row(job: Mapping[str, Any], step: str, info: JobInfo | None, elapsed: Mappi
     if info is not None:
         unknown.pop(job_id, None)
         waiting = info.state in PENDING_STATES
-        return JobRow(step, job_id, info.state, info.reason if info.reason not in ("None",) else "",
+        # why a job waits, or why it did not complete (sacct keeps "Dependency" after a job ran: left out)
+        shown = info.reason if waiting or (not info.succeeded and info.reason != "Dependency") else ""
+        return JobRow(step, job_id, info.state, "" if shown == "None" else shown,
                       "" if waiting else elapsed.get(job_id, ""), info.exit_code, log)
     from_log = detached.state_from_log(Path(log))
     if from_log is not None:

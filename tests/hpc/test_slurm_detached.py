@@ -109,7 +109,7 @@ def test_detached_run_with_an_ingest_array_is_closed_by_its_finish_job(slurm_clu
         after = _cli(workdir, "status", name)
         table = " ".join(after.stdout.split())
         assert after.returncode == 0 and f"closed FINISHED by finish job {finish_id}" in table, table[-3000:]
-        assert re.search(r"ingest \d+ COMPLETED \d+:\d+", table), table[-3000:]  # job id, state, elapsed
+        assert re.search(r"\W ingest\W+\d+\W+COMPLETED\W+\d+:\d+", table), table[-3000:]  # id, state, elapsed
         logs = _cli(workdir, "logs", name, "ingest")
         assert "step ingest: exit code 0" in logs.stdout, logs.stdout[-2000:] + logs.stderr
         task_logs = _cli(workdir, "logs", name, "ingest-tasks").stdout
