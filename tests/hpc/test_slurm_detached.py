@@ -159,3 +159,25 @@ def test_a_job_slurm_does_not_know_is_lost_after_the_bound(slurm_cluster, tmp_pa
     table = " ".join(waited.stdout.split())
     assert waited.returncode == 1 and "LOST" in table and "closed FAILED by ptwiki-llm status" in table, table[-3000:]
     assert detached.finished(run_dir)["steps"] == {"ingest": "LOST"}
+
+
+def test_a_failed_step_is_reaped_and_the_run_closed_failed(slurm_cluster, asset, tmp_path):
+    asset("data/ptwiki_namespace_0_sample.tar.gz")
+    # every article fails the Portuguese-score expectation: validate fails
+    name = _submitted_name(_cli(tmp_path, "data", "--detach", "--set", "data.validate.min_portuguese_score=0.99"))
+    run_dir = _run_dir(tmp_path)
+    record = detached.read_record(run_dir)
+    try:
+        waited = _cli(tmp_path, "status", name, "--wait", timeout=900)
+        closed = detached.finished(run_dir)
+        assert waited.returncode == 1 and closed is not None, waited.stdout[-3000:] + waited.stderr[-2000:]
+        assert "closed FAILED by finish job" in " ".join(waited.stdout.split())
+        assert closed["status"] == "FAILED" and closed["zenml_status"] == "failed", closed
+        assert closed["steps"] == {"ingest": "COMPLETED", "validate": "FAILED", "format_examples": "CANCELLED"}
+        reaped = detached.read_json(run_dir / detached.REAPED)  # the reaper started on validate's failure
+        assert reaped is not None and reaped["mode"] == "stop_on_failure", reaped
+        assert reaped["job"] == record["followers"]["reap"]["job_id"]
+        assert "cancelling the jobs that have not started" in (run_dir / "reap.log").read_text()
+        assert _parent_status(tmp_path, record["run_id"]) == "FAILED"
+    finally:
+        SlurmClient().cancel(_all_job_ids(run_dir))
