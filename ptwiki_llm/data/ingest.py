@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptwiki_llm import __version__
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import IngestConfig
 from ptwiki_llm.data.article import ARTICLE_SCHEMA, SKIPPED_SCHEMA, Article, Skipped
 from ptwiki_llm.data.detect import detect_source
@@ -35,8 +36,31 @@ MANIFEST_NAME = "manifest.json"
 SKIPPED_NAME = "skipped.parquet"
 
 
+class IngestCounts(StepArtifact):
+    """Every record read is kept or skipped with a reason: read = kept + sum(skipped)."""
+
+    read: int
+    kept: int
+    skipped: dict[str, int]
+
+
+class IngestResult(StepArtifact):
+    """The ingest step's output: the parquet shards' folder (with manifest.json) and what was kept."""
+
+    dir: str
+    dataset_sha256: str
+    counts: IngestCounts
+    manifest_sha256: str
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.dir) / MANIFEST_NAME
+
+
 @dataclass(frozen=True)
-class IngestResult:
+class IngestRun:
+    """What one ingest call wrote: the folder and its manifest (the whole document)."""
+
     out_dir: Path
     manifest: dict[str, Any]
 
@@ -90,7 +114,7 @@ def ingest(
     cfg: IngestConfig,
     max_articles: int | None = None,
     show_progress: bool = True,
-) -> IngestResult:
+) -> IngestRun:
     """Read ``input_path`` (format detected), write shards and manifest into ``out_dir``.
 
     The output is assembled in a temporary sibling folder and moved into place only when complete,
@@ -148,7 +172,7 @@ def ingest(
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
-    return IngestResult(out_dir=out_dir, manifest=manifest)
+    return IngestRun(out_dir=out_dir, manifest=manifest)
 
 
 def _dataset_digest(shards: list[dict[str, Any]]) -> str:

@@ -18,12 +18,15 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.data.knowledge import HELDOUT, SEEN, KnowledgeFileError, halves_of, read_manifest
 from ptwiki_llm.evaluation.metrics import normalize_answer
 from ptwiki_llm.rag.retrieval_eval import QaItem, first_gold_rank, gold_passages, load_squad, read_squad
+
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
 
 
 class QaFileError(KnowledgeFileError):
@@ -96,7 +99,7 @@ def _offset_stats(data: dict[str, Any], documents: set[int]) -> dict[str, int]:
     return stats
 
 
-def load_knowledge_task(config: Config, formatted: dict[str, Any]) -> QaTask:
+def load_knowledge_task(config: Config, formatted: FormattedData) -> QaTask:
     """The questions of the format step's knowledge documents, a seeded sample per half, with their choices."""
     manifest = read_manifest(formatted)
     if manifest is None:

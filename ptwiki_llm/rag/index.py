@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import RagConfig
 from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.rag.chunking import Chunk, Chunker, ChunkStats, unique_chunks
@@ -37,6 +38,35 @@ def iter_articles(shards: Sequence[Path], exclude_ids: set[int] | frozenset[int]
                     return
                 emitted += 1
                 yield row
+
+
+class IndexCounts(StepArtifact):
+    articles: int
+    articles_without_chunks: int
+    chunks: int
+    short_dropped: int
+    duplicates_dropped: int
+    already_indexed: int
+    embedded: int
+    written: int
+    store_count: int
+    quarantined_excluded: int
+    store_count_before: int
+
+
+class RagIndex(StepArtifact):
+    """The index step's output: which collection of which store holds the passages, made how."""
+
+    backend: str
+    collection: str
+    location: str
+    embedder: str
+    dimension: int
+    embedding_precision: str
+    embedding_backend: dict[str, Any]
+    dataset_sha256: str
+    identity: dict[str, Any]
+    counts: IndexCounts
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ptwiki_llm.config import load_config
+from ptwiki_llm.data.format import FormattedData
 from ptwiki_llm.models import DeviceUnavailableError, resolve_device
 from ptwiki_llm.training import settings
 from ptwiki_llm.training.data import TrainingDataError, check_sequence_length, load_splits, seeded_sample
@@ -150,12 +151,13 @@ def test_empty_training_set_is_an_error(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n", encoding="utf-8")
     (tmp_path / "eval.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
     with pytest.raises(TrainingDataError, match="holds no examples"):
-        load_splits({"train": str(tmp_path / "train.jsonl"), "eval": str(tmp_path / "eval.jsonl")}, None, None, 1)
+        load_splits(FormattedData(dir=str(tmp_path), train=str(tmp_path / "train.jsonl"),
+                                  eval=str(tmp_path / "eval.jsonl")), None, None, 1)
 
 
 def test_missing_split_names_the_format_step(tmp_path):
     with pytest.raises(TrainingDataError, match="run the format step"):
-        load_splits({"train": str(tmp_path / "nope.jsonl")}, None, None, 1)
+        load_splits(FormattedData(dir=str(tmp_path), train=str(tmp_path / "nope.jsonl")), None, None, 1)
 
 
 def test_sequence_length_above_context():
