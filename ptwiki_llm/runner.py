@@ -18,13 +18,14 @@ from ptwiki_llm.cache_keys import (
     registry_state,
 )
 from ptwiki_llm.config import Config
+from ptwiki_llm.config_slice import STAGE_SECTIONS, config_for_stage
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
 from ptwiki_llm.run_owner import current_owner
-from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, input_fingerprint
+from ptwiki_llm.stages import input_fingerprint
 from ptwiki_llm.stale_runs import OWNER_EXTRA
 from ptwiki_llm.step_failures import failure_cause
-from ptwiki_llm.zenml_env import prepare_zenml
+from ptwiki_llm.zenml_env import prepare_zenml, record_run_config
 
 PIPELINES = ("data", "full", "index", "evaluate")
 
@@ -84,6 +85,7 @@ def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> R
     run_id = str(run.id)
     parent = tracking.parent_run_id(config, run_id, run_name=run.name, log_config=True)
     tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
+    record_run_config(run_id, config)
     if failed:
         raise failure_cause(run, failed)
     if which in ("full", "index"):

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm import tracking
-from ptwiki_llm.cache_keys import EXTERNAL_STATE, restore_locations, strip_locations
 from ptwiki_llm.config import Config
+from ptwiki_llm.config_slice import config_for_stage
 from ptwiki_llm.data.sources.base import ConvertOptions
 from ptwiki_llm.provenance import file_fingerprint, sha256_file, sha256_json
 
@@ -24,39 +24,6 @@ if TYPE_CHECKING:
     from ptwiki_llm.rag.index import RagIndex
     from ptwiki_llm.registry import RegisteredAdapter
     from ptwiki_llm.training.result import TrainResult
-
-# Which config sections each stage depends on; the steps receive only these, so changing the
-# format settings re-runs format but leaves ingest and validate served from ZenML's cache.
-# Service URLs are not among them (ptwiki_llm.cache_keys); the ZenML section is the driver's business.
-_COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlflow")
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "ingest": ("data.source", "data.hub_fallback", "data.max_articles", "data.wiki_base_url", "data.ingest"),
-    "validate": ("data.validate",),
-    "format": ("data.format", "data.knowledge", "models"),
-    "index": ("rag", "models"),
-    "train": ("train", "models"),
-    "register": ("registry", "models"),
-    # probes need the format split (data.format) and the train step's sample (train); RAG arms the rag section
-    "evaluate": ("evaluation", "rag", "models", "registry", "train", "data.format", "data.knowledge"),
-}
-
-
-def config_for_stage(config: Config, stage: str) -> dict[str, Any]:
-    full = config.to_dict()
-    part: dict[str, Any] = {key: full[key] for key in _COMMON}
-    for dotted in STAGE_SECTIONS[stage]:
-        section, _, key = dotted.partition(".")
-        if key:
-            part.setdefault(section, {})[key] = full[section][key]
-        else:
-            part[section] = full[section]
-    return strip_locations(part)
-
-
-def config_from_stage(part: dict[str, Any]) -> Config:
-    part = {key: value for key, value in part.items() if key != EXTERNAL_STATE}
-    return Config.model_validate(restore_locations(part))
-
 
 def input_fingerprint(config: Config) -> dict[str, Any]:
     """Identity of the corpus input, for cache keys (resolves, and if needed downloads, the input)."""

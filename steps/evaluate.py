@@ -9,8 +9,8 @@ from ptwiki_llm.data.validate import ValidationResult
 from ptwiki_llm.evaluation.run import EvaluationReport
 from ptwiki_llm.rag.index import RagIndex
 from ptwiki_llm.registry import RegisteredAdapter
-from ptwiki_llm.stages import config_from_stage, evaluate_stage
-from steps._context import pipeline_run_id
+from ptwiki_llm.stages import evaluate_stage
+from steps._context import pipeline_run_id, stage_config
 from steps._materializer import StepArtifactMaterializer
 
 
@@ -22,4 +22,4 @@ def evaluate(config: dict[str, Any], validated: ValidationResult, formatted: For
 
     Without ``registered``/``rag_index`` (``ptwiki-llm evaluate``) it reads the registry's challenger and
     the last index."""
-    return evaluate_stage(config_from_stage(config), validated, formatted, registered, rag_index, pipeline_run_id())
+    return evaluate_stage(stage_config(config), validated, formatted, registered, rag_index, pipeline_run_id())

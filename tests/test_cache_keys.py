@@ -6,7 +6,7 @@ import pytest
 
 from ptwiki_llm.cache_keys import EXTERNAL_STATE, export_locations, registry_state
 from ptwiki_llm.config import load_config
-from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, config_from_stage
+from ptwiki_llm.config_slice import STAGE_SECTIONS, config_for_stage, config_from_stage
 
 
 def _config(tmp_path, **over):

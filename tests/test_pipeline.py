@@ -82,6 +82,11 @@ def test_mlflow_has_one_parent_with_nested_step_runs(first_run):
     validate_run = next(r for r in children if r.data.tags["ptwiki.step"] == "validate")
     assert "data_docs" in {a.path for a in client.list_artifacts(validate_run.info.run_id)}
     assert "data.source" in parent.data.params
+    # lineage: the parent holds the whole run config's hash and every stage slice's; a step its own slice's
+    for child in children:
+        stage = child.data.tags["ptwiki.step"]
+        assert child.data.tags["ptwiki.slice_sha256"] == parent.data.tags[f"ptwiki.slice_sha256.{stage}"], stage
+    assert parent.data.tags["ptwiki.config_sha256"] not in {c.data.tags["ptwiki.config_sha256"] for c in children}
 
 
 # Reads the first run's step outputs back from the workdir's ZenML store, as the dashboard and `zenml artifact`
@@ -93,8 +98,9 @@ from ptwiki_llm.zenml_env import prepare_zenml
 prepare_zenml(load_config(sys.argv[1]))
 from zenml.client import Client
 run = Client().list_pipeline_runs(sort_by="asc:created", size=1).items[0]
-found = {}
-for step in run.steps.values():
+found = {"run": {**run.run_metadata, "pipeline_run_id": str(run.id)}, "steps": {}}
+for step_name, step in run.steps.items():
+    found["steps"][step_name] = dict(step.run_metadata)
     for name, versions in step.outputs.items():
         version = versions[0]
         loaded = version.load()
@@ -113,6 +119,7 @@ def test_zenml_store_shows_each_output_fields(first_run):
                           timeout=300)
     assert read.returncode == 0, read.stderr[-3000:]
     outputs = json.loads(read.stdout.strip().splitlines()[-1])
+    run_metadata, step_metadata = outputs.pop("run"), outputs.pop("steps")
     assert {name: o["class"] for name, o in outputs.items()} == {
         "articles": "IngestResult", "validated": "ValidationResult", "formatted": "FormattedData"}
     for name, output in outputs.items():
@@ -124,6 +131,13 @@ def test_zenml_store_shows_each_output_fields(first_run):
     assert articles["dataset_sha256"] == outputs["articles"]["loaded"]["dataset_sha256"]
     assert validated["counts.accepted"] == validated["counts.kept"] - validated["counts.quarantined"]
     assert formatted["example_count.train"] > 0 and formatted["files.eval.sha256"]
+    # the same lineage hashes as MLflow's: the run config's on the pipeline run, each slice's on its step run
+    _, runs = _mlflow_runs(workdir)
+    parent = next(r for r in runs if r.data.tags.get("ptwiki.pipeline_run_id") == run_metadata["pipeline_run_id"])
+    assert run_metadata["config_sha256"] == parent.data.tags["ptwiki.config_sha256"]
+    for step, stage in (("ingest", "ingest"), ("validate", "validate"), ("format_examples", "format")):
+        assert step_metadata[step]["config_slice_sha256"] == run_metadata["slice_sha256"][stage]
+        assert step_metadata[step]["config_slice_sha256"] == parent.data.tags[f"ptwiki.slice_sha256.{stage}"]
 
 
 def test_rerun_is_served_from_zenml_cache(first_run):

@@ -14,6 +14,7 @@ import pytest
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.evaluation.arms import EvaluationSetupError, Versions, plan_arms
+from tests.conftest import stage_slice
 from tests.evaluation.test_knowledge import CITIES, _document, squad_file
 from tests.training.conftest import examples, tiny_config, write_formatted
 
@@ -58,7 +59,7 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     config.evaluation.rag_k = 2
     config.evaluation.bootstrap.samples = 200
     config.data.format.eval_fraction = 0.3  # enough held-out articles among 40
-    rag_index = index_stage(config, corpus["validated"], show_progress=False)
+    rag_index = index_stage(stage_slice(config, "index"), corpus["validated"], show_progress=False)
     model, _ = load_causal_lm(config)
     peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     adapter = root / "adapter"
@@ -86,7 +87,8 @@ def test_evaluate_stage_end_to_end(setup):
     from ptwiki_llm.stages import evaluate_stage
 
     config = setup["config"]
-    result = evaluate_stage(config, setup["validated"], setup["formatted"], setup["registered"], setup["rag_index"],
+    result = evaluate_stage(stage_slice(config, "evaluate"), setup["validated"], setup["formatted"],
+                            setup["registered"], setup["rag_index"],
                             pipeline_run_id="pipeline-eval", show_progress=False)
     out = Path(result.dir)
     assert result.arms == ["base", "base+rag", "ft", "ft+rag"]  # no champion yet

@@ -14,6 +14,7 @@ import pytest
 
 from ptwiki_llm.rag.index import RagIndex
 from ptwiki_llm.rag.stores import SchemaMismatchError
+from tests.conftest import stage_slice
 from tests.rag.conftest import REPO, make_config
 
 LIMIT = 8  # articles: enough for several write groups, small enough for 2 CPU cores
@@ -41,7 +42,8 @@ def test_index_stage_counts_logs_and_adds_nothing_the_second_time(tmp_path, corp
     from ptwiki_llm.stages import index_stage
 
     config = make_config(tmp_path / "wd", asset_folders, **RAG)
-    first = index_stage(config, corpus["validated"], None, show_progress=False, max_articles=LIMIT)
+    first = index_stage(stage_slice(config, "index"), corpus["validated"], None, show_progress=False,
+                        max_articles=LIMIT)
     expected = _expected_ids(corpus["rows"], corpus["quarantined"], config, e5_tokenizer)
     counts = first.counts
     assert counts.articles == LIMIT and counts.embedded == len(expected) == counts.store_count

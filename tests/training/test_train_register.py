@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from ptwiki_llm import registry
 from ptwiki_llm.config import ModelRef
 from ptwiki_llm.stages import register_stage, train_stage
+from tests.conftest import stage_slice
 from tests.training.conftest import examples, tiny_config, write_formatted
 
 
@@ -29,12 +30,12 @@ def config(workdir, model_store):
 def trained(config, workdir):
     texts = examples()
     formatted = write_formatted(workdir / "formatted", texts[:-4], texts[-4:])
-    return train_stage(config, formatted, pipeline_run_id="pipeline-1", show_progress=False)
+    return train_stage(stage_slice(config, "train"), formatted, pipeline_run_id="pipeline-1", show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def registered(config, trained):
-    return register_stage(config, trained, pipeline_run_id="pipeline-1")
+    return register_stage(stage_slice(config, "register"), trained, pipeline_run_id="pipeline-1")
 
 
 def _client(config):
