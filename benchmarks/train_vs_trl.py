@@ -81,7 +81,7 @@ def run_plain_trl(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from ptwiki_llm.models import bf16_autocast
+    from ptwiki_llm.models.runtime import bf16_autocast
     from ptwiki_llm.training.data import load_splits  # the identical seeded sample of the same files
 
     config = _config(args, workdir)
@@ -191,7 +191,8 @@ def main() -> None:
         _child(args)
         return
 
-    from ptwiki_llm.models import bf16_autocast, model_weights_dir
+    from ptwiki_llm.models.runtime import bf16_autocast
+    from ptwiki_llm.models.staging import model_weights_dir
     from ptwiki_llm.provenance import machine_info, package_versions
 
     config = _config(args, Path(tempfile.gettempdir()))

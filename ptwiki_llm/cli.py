@@ -21,6 +21,7 @@ from ptwiki_llm.cli_entry import CliGroup, fix_flag_help
 from ptwiki_llm.config import Config
 from ptwiki_llm.errors import EXIT_BAD_SETUP, ConfigError, UserError
 from ptwiki_llm.overrides import parse_overrides
+from ptwiki_llm.provenance import SOURCE_ROOT
 
 if TYPE_CHECKING:
     from ptwiki_llm.evaluation.run import EvaluationReport
@@ -186,7 +187,7 @@ def info(
 ) -> None:
     """Show the resolved config and where every input and artifact is."""
     from ptwiki_llm.assets import hub_download_planned, resolve_data_source
-    from ptwiki_llm.models import local_model_dir
+    from ptwiki_llm.models.refs import local_model_dir
     from ptwiki_llm.rag.pointer import pointer_path
 
     cfg = _load(config, set_)
@@ -344,7 +345,7 @@ def _print_examples(cfg: Config) -> None:
         console.print(f'  ptwiki-llm ask "{example.question}" --rag    [dim]# {example.title}[/dim]')
 
 
-# --- models: staging and the adapter registry (ptwiki_llm/models.py, ptwiki_llm/registry.py) ------
+# --- models: staging and the adapter registry (ptwiki_llm/models/, ptwiki_llm/registry.py) ------
 
 models_app = typer.Typer(no_args_is_help=True, help="Stage base models; list, show and promote registered adapters.")
 app.add_typer(models_app, name="models")
@@ -358,7 +359,8 @@ def models_stage(
     set_: SetOption = None,
 ) -> None:
     """Put a model in the model store: convert a GGUF, link a local folder, or (online) download a Hub id."""
-    from ptwiki_llm.models import model_ref, stage_manifest, stage_model
+    from ptwiki_llm.models.refs import model_ref
+    from ptwiki_llm.models.staging import stage_manifest, stage_model
 
     cfg = _load(config, set_)
     try:
@@ -395,7 +397,7 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Registered adapter versions with aliases and held-out scores, and the staged base models."""
-    from ptwiki_llm.models import stage_manifest
+    from ptwiki_llm.models.staging import stage_manifest
     from ptwiki_llm.registry import list_versions
     from ptwiki_llm.tracking import store_exists
 
@@ -456,7 +458,7 @@ def models_promote(
 
 stack_app = typer.Typer(no_args_is_help=True, help="Register the ZenML stack that runs each step as a SLURM job.")
 app.add_typer(stack_app, name="stack")
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESETS_DIR = SOURCE_ROOT / "configs"
 
 
 @stack_app.command("up")

@@ -300,7 +300,7 @@ class RagConfig(_Section):
     answer: AnswerConfig = AnswerConfig()
 
 
-# --- training and registry (issue 3) ---
+# --- training and registry ---
 class LoraSettings(_Section):
     r: int = Field(8, ge=1, description="LoRA rank")
     alpha: int = Field(16, ge=1)

@@ -88,7 +88,7 @@ def _offline() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _client(config: Config) -> Any:
+def mlflow_client(config: Config) -> Any:
     from mlflow.tracking import MlflowClient
 
     tracking.setup(config)
@@ -97,7 +97,7 @@ def _client(config: Config) -> Any:
 
 def check_base(config: Config, base: BaseWeights) -> Path:
     """The staged base folder when it holds the weights ``base`` names; else BaseModelMismatchError."""
-    from ptwiki_llm.models import model_weights_dir, stage_manifest
+    from ptwiki_llm.models.staging import model_weights_dir, stage_manifest
 
     ref = config.models.base
     if base.name != ref.name:
@@ -148,7 +148,7 @@ def register_adapter(config: Config, trained: TrainResult, pipeline_run_id: str 
     import mlflow
     from peft import PeftModel
 
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
 
     adapter_dir = Path(trained.adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
@@ -201,7 +201,7 @@ def resolve_version(config: Config, which: str) -> Any:
     """'champion' | 'challenger' | any alias | a version number -> the ModelVersion."""
     import mlflow
 
-    client = _client(config)
+    client = mlflow_client(config)
     name = config.registry.model_name
     try:
         if which.isdigit():
@@ -219,7 +219,7 @@ def resolve_version(config: Config, which: str) -> Any:
 def list_versions(config: Config) -> list[dict[str, Any]]:
     import mlflow
 
-    client = _client(config)
+    client = mlflow_client(config)
     name = config.registry.model_name
     try:
         model = client.get_registered_model(name)
@@ -246,7 +246,7 @@ def _describe(version: Any, aliases: list[str]) -> dict[str, Any]:
 
 def show_version(config: Config, which: str) -> dict[str, Any]:
     version = resolve_version(config, which)
-    model = _client(config).get_registered_model(config.registry.model_name)
+    model = mlflow_client(config).get_registered_model(config.registry.model_name)
     aliases = [alias for alias, v in (model.aliases or {}).items() if str(v) == str(version.version)]
     return _describe(version, aliases)
 
@@ -255,7 +255,7 @@ def promote(config: Config, which: str, reason: str) -> dict[str, Any]:
     """Move alias ``champion`` to a version and record why (version tags + a registered-model tag)."""
     if not reason.strip():
         raise RegistryError("a promotion needs a reason (e.g. --reason 'lower held-out perplexity than v2')")
-    client = _client(config)
+    client = mlflow_client(config)
     name = config.registry.model_name
     version = resolve_version(config, which)
     champion = config.registry.champion_alias
@@ -306,7 +306,7 @@ def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
     """Base + adapter of a registered version, ready to generate, from the registry and model store only."""
     from peft import PeftModel
 
-    from ptwiki_llm.models import load_causal_lm, load_staged_tokenizer
+    from ptwiki_llm.models.runtime import load_causal_lm, load_staged_tokenizer
     from ptwiki_llm.training.trainer import BaseWeights
 
     version = resolve_version(config, which)

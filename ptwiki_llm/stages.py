@@ -111,7 +111,7 @@ def format_stage(config: Config, validated: ValidationResult, pipeline_run_id: s
 
     from ptwiki_llm.data.format import FormattedData, format_articles
     from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.models import model_ref, token_counter
+    from ptwiki_llm.models.refs import model_ref, token_counter
 
     fmt = config.data.format
     tokenizer_ref = model_ref(config, fmt.tokenizer)
@@ -210,7 +210,7 @@ def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: st
     import mlflow
 
     from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
     from ptwiki_llm.rag.identity import index_identity

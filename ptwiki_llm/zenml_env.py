@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from ptwiki_llm.config import Config
-
-# The folder that holds ptwiki_llm/, steps/ and pipelines/ (the repo, or site-packages).
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
+from ptwiki_llm.provenance import SOURCE_ROOT
 
 
 def prepare_zenml(config: Config) -> None:

@@ -84,7 +84,7 @@ def plan_arms(config: Config, versions: Versions) -> tuple[list[Arm], list[str]]
 def load_arm_model(config: Config, model: str, versions: Versions) -> tuple[Any, Any]:
     """Model and tokenizer of an arm's model, from the model store and the registry only."""
     if model == "base":
-        from ptwiki_llm.models import load_causal_lm
+        from ptwiki_llm.models.runtime import load_causal_lm
 
         return load_causal_lm(config)
     from ptwiki_llm.registry import load_for_inference

@@ -178,7 +178,7 @@ def retrieve_for_task(config: Config, task: QaTask, embedder: Any, k: int, recal
     """Index the task's paragraphs (idempotent: chunk ids are deterministic), retrieve for every question with
     the configured mode (``rag.retrieval``), and measure recall@k of vector, BM25 (hybrid with alpha 0) and
     hybrid retrieval on the same questions."""
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.progress import progress_bar
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.index import build_index

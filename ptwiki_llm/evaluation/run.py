@@ -296,7 +296,7 @@ class Precision:
 
 def model_precision(model: Any, setting: bool | str) -> Precision:
     """How an arm's model computes: its weights' dtype, and bf16 autocast over float32 weights per ``setting``."""
-    from ptwiki_llm.models import bf16_autocast
+    from ptwiki_llm.models.runtime import bf16_autocast
 
     weight = next(model.parameters())
     dtype = str(weight.dtype).removeprefix("torch.")

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ptwiki_llm.data.format import FormattedData
-    from ptwiki_llm.models import DeviceUnavailableError, ModelNotStagedError
+    from ptwiki_llm.models.refs import ModelNotStagedError
+    from ptwiki_llm.models.runtime import DeviceUnavailableError
     from ptwiki_llm.training.data import TrainingDataError
     from ptwiki_llm.training.settings import TrainingSetupError
     from ptwiki_llm.training.trainer import run_training, world

@@ -60,7 +60,7 @@ def run_key(config: Config, formatted: FormattedData, base_manifest: dict[str, A
 
 
 def run_dir_for(config: Config, formatted: FormattedData) -> Path:
-    from ptwiki_llm.models import model_weights_dir, stage_manifest
+    from ptwiki_llm.models.staging import model_weights_dir, stage_manifest
 
     model_weights_dir(config)  # stages a local GGUF/folder once, or fails naming `models stage`
     manifest = stage_manifest(config.models.base, config) or {}
@@ -69,7 +69,7 @@ def run_dir_for(config: Config, formatted: FormattedData) -> Path:
 
 def base_pointer(config: Config) -> BaseWeights:
     """What the adapter was trained on: the staged folder plus its content hash and origin."""
-    from ptwiki_llm.models import stage_manifest, stored_model_dir
+    from ptwiki_llm.models.staging import stage_manifest, stored_model_dir
 
     ref = config.models.base
     manifest = stage_manifest(ref, config) or {}
@@ -101,7 +101,8 @@ def run_training(config: Config, formatted: FormattedData, mlflow_run_id: str | 
     """
     import torch
 
-    from ptwiki_llm.models import context_length, model_weights_dir, resolve_device, resolve_dtype
+    from ptwiki_llm.models.runtime import context_length, resolve_device, resolve_dtype
+    from ptwiki_llm.models.staging import model_weights_dir
 
     train = config.train
     rank, local_rank, world_size = world()
@@ -155,7 +156,7 @@ class _Run:
         from transformers.trainer_callback import ProgressCallback
         from trl import SFTTrainer
 
-        from ptwiki_llm.models import load_causal_lm
+        from ptwiki_llm.models.runtime import load_causal_lm
 
         cfg = self.config.train
         set_seed(self.config.seed)

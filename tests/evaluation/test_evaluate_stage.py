@@ -36,7 +36,7 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     from peft import LoraConfig, get_peft_model
 
     from ptwiki_llm.data.knowledge import write_knowledge
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
     from ptwiki_llm.registry import register_adapter
     from ptwiki_llm.stages import index_stage
     from ptwiki_llm.training.result import HeldoutComparison, TrainMetrics, TrainResult

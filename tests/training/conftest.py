@@ -56,7 +56,7 @@ def write_formatted(folder: Path, train: list[str], evaluation: list[str]) -> Fo
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory, asset) -> Path:
     """The GGUF converted once for the whole session (about 10 s)."""
-    from ptwiki_llm.models import stage_model
+    from ptwiki_llm.models.staging import stage_model
 
     asset("models/smollm2-135m-instruct-gguf")
     store = tmp_path_factory.mktemp("model-store")
