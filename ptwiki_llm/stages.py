@@ -209,12 +209,12 @@ def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: st
     """Validated articles -> chunks -> embeddings -> vector store (resumable); counts to MLflow."""
     import mlflow
 
-    from ptwiki_llm.data.ingest import shard_paths
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
     from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
     from ptwiki_llm.rag.identity import index_identity
-    from ptwiki_llm.rag.index import IndexCounts, RagIndex, build_index, iter_articles
+    from ptwiki_llm.rag.index import IndexCounts, RagIndex, build_index
     from ptwiki_llm.rag.pointer import write_pointer
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, collection_name, open_store
 
@@ -316,11 +316,10 @@ def evaluate_stage(config: Config, validated: ValidationResult, formatted: Forma
     """
     import mlflow
 
-    from ptwiki_llm.data.ingest import shard_paths
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
     from ptwiki_llm.evaluation.arms import arm_of, registry_versions
     from ptwiki_llm.evaluation.gate import Decision, apply_decision
     from ptwiki_llm.evaluation.run import EvaluationReport, run_evaluation
-    from ptwiki_llm.rag.index import iter_articles
     from ptwiki_llm.rag.pointer import current_collection
 
     ev = config.evaluation

@@ -13,16 +13,16 @@ import re
 import shutil
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from pydantic import Field
 
 from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import FormatConfig
+from ptwiki_llm.data.ingest import iter_articles
 from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.provenance import sha256_file
 
@@ -144,14 +144,6 @@ def completion_examples(article: dict[str, Any], cfg: FormatConfig) -> list[Exam
     if current:
         chunks.append("\n\n".join(current))
     return [Example(article["id"], "completion", chunk) for chunk in chunks]
-
-
-def iter_articles(shards: list[Path], exclude_ids: set[int]) -> Iterator[dict[str, Any]]:
-    """Articles shard by shard (one shard in memory at a time), minus the excluded ids."""
-    for shard in shards:
-        for row in pq.read_table(shard, columns=["id", "title", "text", "sections"]).to_pylist():
-            if row["id"] not in exclude_ids:
-                yield row
 
 
 @dataclass(frozen=True)

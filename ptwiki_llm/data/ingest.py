@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -33,6 +33,7 @@ from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.provenance import git_commit, sha256_file
 
 MANIFEST_NAME = "manifest.json"
+ARTICLE_COLUMNS = ["id", "revision", "title", "url", "text", "sections"]
 SKIPPED_NAME = "skipped.parquet"
 
 
@@ -186,6 +187,21 @@ def _dataset_digest(shards: list[dict[str, Any]]) -> str:
 
 def load_manifest(out_dir: Path) -> dict[str, Any]:
     return json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+
+
+def iter_articles(shards: Sequence[Path], exclude_ids: set[int] | frozenset[int] = frozenset(),
+                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Article rows in shard order, quarantined ids left out, at most ``limit`` of them."""
+    emitted = 0
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=ARTICLE_COLUMNS):
+            for row in batch.to_pylist():
+                if row["id"] in exclude_ids:
+                    continue
+                if limit is not None and emitted >= limit:
+                    return
+                emitted += 1
+                yield row
 
 
 def shard_paths(out_dir: Path) -> list[Path]:
