@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ptwiki_llm.registry import RegisteredAdapter
     from ptwiki_llm.training.result import TrainResult
 
+
 def input_fingerprint(config: Config) -> dict[str, Any]:
     """Identity of the corpus input, for cache keys (resolves, and if needed downloads, the input)."""
     from ptwiki_llm.assets import resolve_data_source
@@ -172,6 +173,8 @@ def _require_train_examples(summary: dict[str, Any], mode: str) -> None:
         f"{articles['eval']} in eval, {articles['without_examples']} too short to yield one",
         "Use a larger input (data.source) or lower data.format.min_section_chars",
     )
+
+
 def resolve_knowledge_file(config: Config) -> Path | None:
     """The knowledge-injection QA file (data.knowledge.file), or None when it is off."""
     from ptwiki_llm.assets import AssetNotFoundError, find_staged

@@ -25,6 +25,7 @@ def _mediawiki_xml(path: Path) -> Source:
 
     return cls(path)
 
+
 SUPPORTED = (
     "MediaWiki XML dump (*-pages-articles[-multistream].xml[.bz2]), "
     "Wikimedia Enterprise HTML snapshot (.tar.gz of NDJSON, or .ndjson), "

@@ -114,8 +114,6 @@ EXPECTED_QUARANTINE = [
 ]
 
 
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("articles")
