@@ -143,6 +143,11 @@ def format_stage(config: Config, validated: ValidationResult, pipeline_run_id: s
             (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
             _log_counts("format.knowledge", {"counts": knowledge["counts"],
                                              "training_texts": knowledge["training_texts"]})
+        formatted = FormattedData.from_summary(
+            out_dir, summary, eval_raw=str(result.eval_raw_path),
+            knowledge=str(out_dir / "knowledge.json") if knowledge else None,
+            knowledge_train=str(out_dir / "knowledge_train.jsonl") if knowledge else None,
+            dataset_sha256=validated.dataset_sha256)
         mlflow.log_params({f"format.{k}": v for k, v in fmt.model_dump().items()})
         mlflow.log_param("format.tokenizer_model", tokenizer_ref.name)
         _log_counts("format", {"articles": summary["articles"], "examples": summary["example_count"],
@@ -150,15 +155,11 @@ def format_stage(config: Config, validated: ValidationResult, pipeline_run_id: s
         mlflow.log_artifact(str(out_dir / "summary.json"))
         for split in ("train", "eval"):
             manifest = {"inputs": [{"path": str(out_dir / f"{split}.jsonl")}],
-                        "dataset_sha256": summary["files"][split]["sha256"]}
+                        "dataset_sha256": formatted.sha256(split)}
             tracking.log_dataset_manifest(manifest, out_dir / "summary.json", name=f"ptwiki-{split}",
                                           context="training" if split == "train" else "evaluation")
         _require_train_examples(summary, fmt.mode)
-    return FormattedData.from_summary(
-        out_dir, summary, eval_raw=str(result.eval_raw_path),
-        knowledge=str(out_dir / "knowledge.json") if knowledge else None,
-        knowledge_train=str(out_dir / "knowledge_train.jsonl") if knowledge else None,
-        dataset_sha256=validated.dataset_sha256)
+    return formatted
 
 
 def _require_train_examples(summary: dict[str, Any], mode: str) -> None:
