@@ -95,7 +95,17 @@ def _guarded_class(cls: type[BaseModel], hidden: frozenset[str], dotted: dict[st
                     "not read it in this step")
             return object.__getattribute__(self, name)
 
-        namespace = {"__getattribute__": __getattribute__, "__slots__": (), "__module__": cls.__module__,
-                     "__qualname__": cls.__qualname__}
+        def __reduce__(self: BaseModel) -> tuple[Any, ...]:
+            # pickled as the plain class (the guard is a property of this process's slice, not of the data)
+            return _plain, (cls, self.__getstate__())
+
+        namespace = {"__getattribute__": __getattribute__, "__reduce__": __reduce__, "__slots__": (),
+                     "__module__": cls.__module__, "__qualname__": cls.__qualname__}
         _CLASSES[key] = type(cls.__name__, (cls,), namespace)
     return _CLASSES[key]
+
+
+def _plain(cls: type[BaseModel], state: dict[str, Any]) -> BaseModel:
+    model = cls.__new__(cls)
+    model.__setstate__(state)
+    return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 
@@ -75,6 +76,8 @@ def test_a_slice_serializes_copies_and_assigns_like_a_config(tmp_path):
     assert on_cpu.models.device == "cpu" and sliced.models.device == config.models.device
     with pytest.raises(UndeclaredSectionError):
         copy.deepcopy(sliced).rag  # noqa: B018 - the read is the test
+    unpickled = pickle.loads(pickle.dumps(sliced))  # e.g. into a worker process: a plain Config
+    assert type(unpickled) is Config and unpickled.to_dict() == sliced.to_dict()
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_SECTIONS))
