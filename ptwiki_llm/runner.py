@@ -85,9 +85,9 @@ def run_pipeline(config: Config, which: str = "full", **pipeline_args: Any) -> R
     run_id = str(run.id)
     parent = tracking.parent_run_id(config, run_id, run_name=run.name, log_config=True)
     tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
-    record_run_config(run_id, config)
     if failed:
         raise failure_cause(run, failed)
+    record_run_config(run_id, config)
     if which in ("full", "index"):
         record_index_state(config, stage_configs["index"][EXTERNAL_STATE]["store"])
     summary = RunSummary(
