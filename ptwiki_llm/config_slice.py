@@ -13,6 +13,7 @@ slice (``ptwiki.slice_sha256`` on a step's MLflow run, ``config_slice_sha256`` o
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import BaseModel
@@ -54,7 +55,7 @@ def config_for_stage(config: Config, stage: str) -> dict[str, Any]:
 
 def config_from_stage(part: dict[str, Any]) -> Config:
     """Inside a step: the Config of its slice; a section the slice does not hold raises when read."""
-    part = {key: value for key, value in part.items() if key != EXTERNAL_STATE}
+    part = copy.deepcopy({key: value for key, value in part.items() if key != EXTERNAL_STATE})  # the caller's stays
     config = Config.model_validate(restore_locations(part))
     return _hide_missing(config, part, "")  # type: ignore[return-value]
 

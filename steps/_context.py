@@ -24,8 +24,7 @@ def stage_config(part: dict[str, Any]) -> Config:
     step run as ZenML metadata ``config_slice_sha256`` (config_slice.slice_sha256 of the run's config)."""
     from zenml import log_metadata
 
-    config = config_from_stage(part)
     if pipeline_run_id() is not None:
         log_metadata(metadata={"config_slice_sha256": sha256_json(
             {key: value for key, value in part.items() if key != EXTERNAL_STATE})})
-    return config
+    return config_from_stage(part)

@@ -32,7 +32,9 @@ def test_a_step_gets_the_urls_back_from_the_environment(tmp_path, monkeypatch):
     export_locations(config)
     part = config_for_stage(config, "index")
     part[EXTERNAL_STATE] = {"registry_created": None}
+    received = repr(part)
     restored = config_from_stage(part)
+    assert repr(part) == received  # the step's parameter (ZenML's) is left as it came
     assert restored.mlflow_tracking_uri == "http://node1:5000"
     from ptwiki_llm.rag.stores.weaviate_store import weaviate_url
 

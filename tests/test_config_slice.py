@@ -96,3 +96,24 @@ def test_slices_differ_by_stage_and_from_the_whole_config(tmp_path):
     cache_off = config.model_copy(update={"zenml": config.zenml.model_copy(update={"enable_cache": True})})
     assert cache_off.digest() != config.digest()
     assert {stage: slice_sha256(cache_off, stage) for stage in STAGE_SECTIONS} == hashes
+
+
+def test_the_parent_run_holds_the_whole_config_hash_though_a_step_created_it(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from ptwiki_llm import tracking
+
+    config = _config(tmp_path)
+    sliced = _sliced(config, "validate")
+    assert sliced.digest() != config.digest()  # validate's config holds data.max_articles at its default
+    with tracking.step_run(sliced, "validate", "zenml-run-1") as run:  # the first step creates the parent
+        step_id = run.info.run_id
+    client = MlflowClient()
+    parent_id = client.get_run(step_id).data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent_id).data.tags["ptwiki.config_sha256"] == sliced.digest()
+    assert tracking.parent_run_id(config, "zenml-run-1", log_config=True) == parent_id  # the runner, at the end
+    parent, step = client.get_run(parent_id).data.tags, client.get_run(step_id).data.tags
+    assert parent["ptwiki.config_sha256"] == config.digest()
+    assert step["ptwiki.slice_sha256"] == parent["ptwiki.slice_sha256.validate"] == slice_sha256(config, "validate")
+    assert {key for key in parent if key.startswith("ptwiki.slice_sha256.")} == {
+        f"ptwiki.slice_sha256.{stage}" for stage in STAGE_SECTIONS}
