@@ -40,7 +40,7 @@ def write_results(name: str, result: dict[str, Any], markdown: str, folder: Path
 
 def benchmark_machine(*packages: str) -> dict[str, Any]:
     """Where a result was measured: CPU, usable cores (shared machines limit them), versions, time."""
-    from ptwiki_llm.models import cpu_has_native_bf16, cpu_has_vnni
+    from ptwiki_llm.models.runtime import cpu_has_native_bf16, cpu_has_vnni
 
     info = machine_info()
     return {

@@ -53,12 +53,11 @@ def main() -> None:
 
     import torch
 
-    from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker, ChunkStats, unique_chunks
     from ptwiki_llm.rag.embedding_backend import MAX_RECALL5_LOSS
     from ptwiki_llm.rag.embeddings import load_embedder
-    from ptwiki_llm.rag.index import iter_articles
     from ptwiki_llm.rag.retrieval_eval import evaluate_retrieval
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, open_store
 

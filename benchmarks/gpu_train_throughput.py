@@ -58,6 +58,7 @@ from benchmarks.random_models import (  # noqa: E402
     write_random_e5,
     write_random_llama,
 )
+from ptwiki_llm.overrides import merge  # noqa: E402
 from ptwiki_llm.training.flops import lora_flops_per_token, matmul_params, mfu, peak_bf16_tflops  # noqa: E402
 
 NAME = "gpu_train_throughput"
@@ -143,13 +144,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- configuration: the preset with the benchmark's folders, sizes and one variant's change ---------------
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def llama_name(shape: str) -> str:
     return f"llama-2-{shape}-shape-random"
 
@@ -180,8 +174,8 @@ def overrides(args: argparse.Namespace, variant: dict[str, Any] | None = None) -
         "train": train,
     }
     if args.device == "cpu":
-        tree = _merge(tree, CPU_OVERRIDES)
-    return _merge(tree, variant or {})
+        tree = merge(tree, CPU_OVERRIDES)
+    return merge(tree, variant or {})
 
 
 def _e5_shape(args: argparse.Namespace) -> str:
@@ -264,22 +258,23 @@ def steady_throughput(log: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
 def train_variant(args: argparse.Namespace, name: str) -> dict[str, Any]:
     import torch
 
+    from ptwiki_llm.data.format import FormattedData
     from ptwiki_llm.training.metrics import METRICS_FILE, read_log
     from ptwiki_llm.training.trainer import run_training
 
-    config = load_benchmark_config(args, _merge({"train": {"run_dir": str(args.work.resolve() / "runs" / name)}},
+    config = load_benchmark_config(args, merge({"train": {"run_dir": str(args.work.resolve() / "runs" / name)}},
                                                 VARIANTS[name][1]))
-    formatted = {"dir": str(formatted_dir(args)), "train": str(formatted_dir(args) / "train.jsonl"), "eval": None,
-                 "summary": {}, "dataset_sha256": None}
+    folder = formatted_dir(args)
+    formatted = FormattedData(dir=str(folder), train=str(folder / "train.jsonl"), eval=None)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     result = run_training(config, formatted, None, show_progress=False)
     wall = time.perf_counter() - started
-    steady = steady_throughput(read_log(Path(result["run_dir"]) / METRICS_FILE), args.warmup_steps)
-    out = {**steady, "wall_s": wall, "model_load_s": result["metrics"]["model_load_s"], "dtype": result["dtype"],
-           "mixed_precision": result["mixed_precision"], "global_step": result["metrics"]["global_step"],
-           "train_config": {k: result["train_config"][k] for k in (
+    steady = steady_throughput(read_log(Path(result.run_dir) / METRICS_FILE), args.warmup_steps)
+    out = {**steady, "wall_s": wall, "model_load_s": result.metrics.model_load_s, "dtype": result.dtype,
+           "mixed_precision": result.mixed_precision, "global_step": result.metrics.global_step,
+           "train_config": {k: result.train_config[k] for k in (
                "quantization", "packing", "packing_strategy", "padding_free", "use_liger_kernel",
                "gradient_checkpointing", "optimizer", "max_seq_length", "per_device_batch_size",
                "gradient_accumulation_steps")},
@@ -288,7 +283,7 @@ def train_variant(args: argparse.Namespace, name: str) -> dict[str, Any]:
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         out["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
     else:
-        out["peak_rss_gib"] = result["metrics"]["peak_memory_mb"] / 1024
+        out["peak_rss_gib"] = result.metrics.peak_memory_mb / 1024
     return out
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.95, help="share of answerable questions kept")
     args = parser.parse_args()
 
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.calibration import rates, relevance_samples, threshold_for
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder

@@ -4,7 +4,7 @@ Speed and memory do not depend on the weights' values, so a GPU machine that can
 checkpoint (and receives at most a few MiB of files) measures the real shape from random weights
 written on its own disk. Each folder is what ``ptwiki-llm models stage`` leaves in the model store:
 config, safetensors weights, a tokenizer and ``ptwiki_stage.json``, so the project's own loaders
-(``models.load_causal_lm``, ``rag.embeddings.load_embedder``) read it unchanged.
+(``models.runtime.load_causal_lm``, ``rag.embeddings.load_embedder``) read it unchanged.
 
 The tokenizers are word-level over synthetic words ``w4 w5 ...``: one token per word, so a text of n
 words is n tokens (plus the special tokens), which makes sequence lengths exact.
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ptwiki_llm.models import STAGE_MANIFEST
+from ptwiki_llm.models.staging import STAGE_MANIFEST
 
 # The public Llama-2-7B config (meta-llama/Llama-2-7b-hf), and a tiny model of the same architecture for CPU tests.
 LLAMA_SHAPES: dict[str, dict[str, Any]] = {

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--files", nargs="+", default=["data/faquad_dev.json.gz", "data/faquad_train.json.gz"])
     args = parser.parse_args()
 
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
     from ptwiki_llm.rag.retrieval_eval import evaluate_retrieval

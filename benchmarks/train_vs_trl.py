@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks._common import write_results  # noqa: E402 - needs the sys.path line above
-from ptwiki_llm.training.data import formatted_from_dir  # noqa: E402
+from ptwiki_llm.data.format import FormattedData  # noqa: E402
 
 
 def _config(args: argparse.Namespace, workdir: Path) -> Any:
@@ -59,16 +59,17 @@ def run_pipeline_step(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
 
     config = _config(args, workdir)
     started = time.perf_counter()
-    result = train_stage(config, formatted_from_dir(args.formatted), pipeline_run_id="benchmark", show_progress=False)
+    result = train_stage(config, FormattedData.from_folder(args.formatted), pipeline_run_id="benchmark",
+                         show_progress=False)
     wall = time.perf_counter() - started
-    metrics = result["metrics"]
+    metrics = result.metrics
     return {
-        "tokens": metrics["tokens_this_session"],
-        "train_runtime_s": metrics["train_runtime_s"],
-        "tokens_per_s": metrics["tokens_this_session"] / metrics["train_runtime_s"],
+        "tokens": metrics.tokens_this_session,
+        "train_runtime_s": metrics.train_runtime_s,
+        "tokens_per_s": metrics.tokens_this_session / metrics.train_runtime_s,
         "step_wall_s": wall,
-        "heldout": result["heldout"],
-        "peak_memory_mb": metrics["peak_memory_mb"],
+        "heldout": result.heldout.model_dump(),
+        "peak_memory_mb": metrics.peak_memory_mb,
     }
 
 
@@ -80,12 +81,12 @@ def run_plain_trl(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from ptwiki_llm.models import bf16_autocast
+    from ptwiki_llm.models.runtime import bf16_autocast
     from ptwiki_llm.training.data import load_splits  # the identical seeded sample of the same files
 
     config = _config(args, workdir)
     train = config.train
-    train_texts, eval_texts = load_splits(formatted_from_dir(args.formatted), train.max_train_examples,
+    train_texts, eval_texts = load_splits(FormattedData.from_folder(args.formatted), train.max_train_examples,
                                           train.max_eval_examples, config.seed)
     model_dir = args.store / config.models.base.name
     torch.manual_seed(config.seed)
@@ -190,7 +191,8 @@ def main() -> None:
         _child(args)
         return
 
-    from ptwiki_llm.models import bf16_autocast, model_weights_dir
+    from ptwiki_llm.models.runtime import bf16_autocast
+    from ptwiki_llm.models.staging import model_weights_dir
     from ptwiki_llm.provenance import machine_info, package_versions
 
     config = _config(args, Path(tempfile.gettempdir()))

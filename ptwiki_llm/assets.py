@@ -131,10 +131,3 @@ def download_hub_dataset(config: Config, fallback: HubDatasetFallback) -> Path:
             progress.advance(task)
     partial.replace(target)  # only a complete download is ever used
     return target
-
-
-def resolve_model_dir(name_or_path: str | None, config: Config) -> Path | None:
-    """A staged model folder, or None (the models module decides whether to download)."""
-    if not name_or_path:
-        return None
-    return find_staged(name_or_path, config)

@@ -64,10 +64,10 @@ def registry_state(config: Config) -> dict[str, Any]:
     """
     import mlflow
 
-    from ptwiki_llm.registry import _client
+    from ptwiki_llm.registry import mlflow_client
 
     try:
-        model = _client(config).get_registered_model(config.registry.model_name)
+        model = mlflow_client(config).get_registered_model(config.registry.model_name)
     except mlflow.exceptions.MlflowException:
         return {"created": None, "aliases": {}}
     return {"created": model.creation_timestamp,

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -20,6 +20,11 @@ from ptwiki_llm import __version__
 from ptwiki_llm.cli_entry import CliGroup, fix_flag_help
 from ptwiki_llm.config import Config
 from ptwiki_llm.errors import EXIT_BAD_SETUP, ConfigError, UserError
+from ptwiki_llm.overrides import parse_overrides
+from ptwiki_llm.provenance import SOURCE_ROOT
+
+if TYPE_CHECKING:
+    from ptwiki_llm.evaluation.run import EvaluationReport
 
 # user errors: one line where the command runs (cli_entry); bugs keep their traceback, without locals (secrets)
 app = typer.Typer(cls=CliGroup, no_args_is_help=True, add_completion=False, help=__doc__,
@@ -56,26 +61,6 @@ def main_options(
 ) -> None:
     """``ptwiki-llm``: run the pipeline, or parts of it, and say where everything is."""
     # --debug is taken out of the command line before parsing (cli_entry), so it works after the command too
-
-
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE", "e.g. --set data.max_articles=200")
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {pair!r}: {part} was already given a value")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})",
-                              "Quote lists and odd characters, e.g. --set 'evaluation.arms=[base, ft]'") from exc
-    return tree
 
 
 def _load(config_path: Path | None, sets: list[str] | None, no_cache: bool = False) -> Config:
@@ -148,44 +133,41 @@ def _print_outputs(outputs: dict[str, Any], config: Config, mlflow_run: str | No
     table.add_column("where / value", overflow="fold")
     if "articles" in outputs:
         articles = outputs["articles"]
-        counts = articles["counts"]
-        table.add_row("articles (parquet shards)", articles["dir"])
-        table.add_row("ingest manifest", str(Path(articles["dir"]) / "manifest.json"))
-        table.add_row("ingest counts", f"read {counts['read']}, kept {counts['kept']}, skipped {counts['skipped']}")
+        counts = articles.counts
+        table.add_row("articles (parquet shards)", articles.dir)
+        table.add_row("ingest manifest", str(articles.manifest_path))
+        table.add_row("ingest counts", f"read {counts.read}, kept {counts.kept}, skipped {counts.skipped}")
     if "validated" in outputs:
         validated = outputs["validated"]
-        table.add_row("quarantine", validated["quarantine"])
-        table.add_row("Data Docs", str(Path(validated["dir"]) / "data_docs" / "index.html"))
-        counts = validated["counts"]
-        table.add_row("validation", f"quarantined {counts['quarantined']}, accepted {counts['accepted']}")
+        table.add_row("quarantine", validated.quarantine)
+        table.add_row("Data Docs", str(validated.data_docs_index))
+        table.add_row("validation", f"quarantined {validated.counts.quarantined}, accepted {validated.counts.accepted}")
     if "formatted" in outputs:
         formatted = outputs["formatted"]
-        summary = formatted["summary"]
-        table.add_row("train JSONL", formatted["train"])
-        table.add_row("eval JSONL", formatted["eval"])
-        tokens = summary.get("tokens", {})
-        table.add_row("examples", f"train {summary['example_count']['train']}, eval {summary['example_count']['eval']}"
-                      + (f"; ~{tokens.get('estimated_total_tokens', 0):,} tokens" if tokens else ""))
+        table.add_row("train JSONL", formatted.train)
+        table.add_row("eval JSONL", formatted.eval)
+        examples = formatted.example_count
+        table.add_row("examples", f"train {examples.train}, eval {examples.eval}"
+                      + (f"; ~{formatted.estimated_tokens:,} tokens" if formatted.estimated_tokens else ""))
     if "trained" in outputs:  # train -> register
         trained = outputs["trained"]
-        table.add_row("adapter (run folder)", trained["adapter_dir"])
-        heldout = trained.get("heldout") or {}
-        if heldout.get("base") and heldout.get("tuned"):
-            base, tuned = heldout["base"], heldout["tuned"]
-            table.add_row("held-out perplexity", f"{base['perplexity']:.2f} -> {tuned['perplexity']:.2f} "
-                          f"(bits/byte {base['bits_per_byte']:.3f} -> {tuned['bits_per_byte']:.3f})")
+        table.add_row("adapter (run folder)", trained.adapter_dir)
+        base, tuned = trained.heldout.base, trained.heldout.tuned
+        if base and tuned:
+            table.add_row("held-out perplexity", f"{base.perplexity:.2f} -> {tuned.perplexity:.2f} "
+                          f"(bits/byte {base.bits_per_byte:.3f} -> {tuned.bits_per_byte:.3f})")
     if "registered" in outputs:
         registered = outputs["registered"]
-        table.add_row("registered adapter", f"{registered['alias_uri']} (version {registered['version']})")
+        table.add_row("registered adapter", f"{registered.alias_uri} (version {registered.version})")
     if "rag_index" in outputs:
         index = outputs["rag_index"]
-        table.add_row("RAG index", f"{index['backend']} {index['location']}, collection {index['collection']}, "
-                      f"{index['counts']['store_count']} passages")
+        table.add_row("RAG index", f"{index.backend} {index.location}, collection {index.collection}, "
+                      f"{index.counts.store_count} passages")
     if "evaluation" in outputs:
         evaluation = outputs["evaluation"]
-        table.add_row("evaluation report", f"{evaluation['report']} (HTML: {evaluation['report_html']})")
-        gate = evaluation["gate"]
-        table.add_row("promotion gate", f"{gate['outcome']}" + (" (champion moved)" if gate.get("applied") else ""))
+        table.add_row("evaluation report", f"{evaluation.report} (HTML: {evaluation.report_html})")
+        gate = evaluation.gate
+        table.add_row("promotion gate", gate.outcome + (" (champion moved)" if gate.applied else ""))
     table.add_row("MLflow", f"{config.mlflow_tracking_uri}" + (f" (parent run {mlflow_run})" if mlflow_run else ""))
     table.add_row("ZenML store", str(config.zenml_config_path))
     console.print(table)
@@ -358,7 +340,7 @@ def info(
 ) -> None:
     """Show the resolved config and where every input and artifact is."""
     from ptwiki_llm.assets import hub_download_planned, resolve_data_source
-    from ptwiki_llm.models import local_model_dir
+    from ptwiki_llm.models.refs import local_model_dir
     from ptwiki_llm.rag.pointer import pointer_path
 
     cfg = _load(config, set_)
@@ -425,21 +407,21 @@ def index(
 
         summary = run_pipeline(cfg, "index", max_articles=limit)
         result = summary.outputs["rag_index"]
-    counts = result["counts"]
+    counts = result.counts
     table = Table(title="Vector index")
     table.add_column("what")
     table.add_column("value", overflow="fold")
-    table.add_row("backend / location", f"{result['backend']} {result['location']}")
-    table.add_row("collection", result["collection"])
-    table.add_row("embedder", f"{result['embedder']} ({result['dimension']} dims)")
-    table.add_row("articles", f"{counts['articles']} ({counts['quarantined_excluded']} quarantined left out)")
-    table.add_row("chunks", f"{counts['chunks']} (dropped: {counts['short_dropped']} too short, "
-                  f"{counts['duplicates_dropped']} duplicates)")
+    table.add_row("backend / location", f"{result.backend} {result.location}")
+    table.add_row("collection", result.collection)
+    table.add_row("embedder", f"{result.embedder} ({result.dimension} dims)")
+    table.add_row("articles", f"{counts.articles} ({counts.quarantined_excluded} quarantined left out)")
+    table.add_row("chunks", f"{counts.chunks} (dropped: {counts.short_dropped} too short, "
+                  f"{counts.duplicates_dropped} duplicates)")
     if "index" in summary.cached_steps:
         table.add_row("this run", "served from ZenML's cache: the store is as the last index run left it")
     else:
-        table.add_row("this run", f"embedded {counts['embedded']}, already indexed {counts['already_indexed']}")
-    table.add_row("objects in the collection", str(counts["store_count"]))
+        table.add_row("this run", f"embedded {counts.embedded}, already indexed {counts.already_indexed}")
+    table.add_row("objects in the collection", str(counts.store_count))
     console.print(table)
 
 
@@ -516,7 +498,7 @@ def _print_examples(cfg: Config) -> None:
         console.print(f'  ptwiki-llm ask "{example.question}" --rag    [dim]# {example.title}[/dim]')
 
 
-# --- models: staging and the adapter registry (ptwiki_llm/models.py, ptwiki_llm/registry.py) ------
+# --- models: staging and the adapter registry (ptwiki_llm/models/, ptwiki_llm/registry.py) ------
 
 models_app = typer.Typer(no_args_is_help=True, help="Stage base models; list, show and promote registered adapters.")
 app.add_typer(models_app, name="models")
@@ -530,7 +512,8 @@ def models_stage(
     set_: SetOption = None,
 ) -> None:
     """Put a model in the model store: convert a GGUF, link a local folder, or (online) download a Hub id."""
-    from ptwiki_llm.models import model_ref, stage_manifest, stage_model
+    from ptwiki_llm.models.refs import model_ref
+    from ptwiki_llm.models.staging import stage_manifest, stage_model
 
     cfg = _load(config, set_)
     try:
@@ -567,7 +550,7 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Registered adapter versions with aliases and held-out scores, and the staged base models."""
-    from ptwiki_llm.models import stage_manifest
+    from ptwiki_llm.models.staging import stage_manifest
     from ptwiki_llm.registry import list_versions
     from ptwiki_llm.tracking import store_exists
 
@@ -628,7 +611,7 @@ def models_promote(
 
 stack_app = typer.Typer(no_args_is_help=True, help="Register the ZenML stack that runs each step as a SLURM job.")
 app.add_typer(stack_app, name="stack")
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESETS_DIR = SOURCE_ROOT / "configs"
 
 
 @stack_app.command("up")
@@ -718,25 +701,24 @@ def dashboard(
 # --- evaluate and compare (ptwiki_llm/evaluation) -------------------------------------------------
 
 
-def _print_evaluation(evaluation: dict[str, Any]) -> None:
+def _print_evaluation(evaluation: EvaluationReport) -> None:
     """The comparison table (metric x arm, value [interval]) and the gate's decision."""
     from ptwiki_llm.evaluation.report import comparison_table
 
-    header, rows = comparison_table({"arms": evaluation["arms"], "metrics": evaluation["metrics"]})
+    header, rows = comparison_table(evaluation.model_dump(include={"arms", "metrics"}))
     table = Table(title="Evaluation: mean [95% bootstrap interval]")
     for column in header:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    gate = evaluation["gate"]
-    moved = " (champion alias moved)" if gate.get("applied") else ""
-    console.print(f"[bold]promotion gate[/bold]: {gate['outcome']}{moved}; challenger "
-                  f"{'v' + gate['challenger'] if gate.get('challenger') else 'none'} vs {gate['baseline']}")
-    for reason in gate["reasons"]:
+    gate = evaluation.gate
+    moved = " (champion alias moved)" if gate.applied else ""
+    console.print(f"[bold]promotion gate[/bold]: {gate.outcome}{moved}; challenger "
+                  f"{'v' + gate.challenger if gate.challenger else 'none'} vs {gate.baseline}")
+    for reason in gate.reasons:
         console.print(f"  - {reason}", markup=False, highlight=False)
-    console.print(f"report: {evaluation['report']} (HTML {evaluation['report_html']}, "
-                  f"examples {evaluation['examples']})")
+    console.print(f"report: {evaluation.report} (HTML {evaluation.report_html}, examples {evaluation.examples})")
 
 
 @app.command()

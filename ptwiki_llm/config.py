@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ptwiki_llm.overrides import merge, set_nested
+
 ENV_PREFIX = "PTWIKI_"
 
 
@@ -298,7 +300,7 @@ class RagConfig(_Section):
     answer: AnswerConfig = AnswerConfig()
 
 
-# --- training and registry (issue 3) ---
+# --- training and registry ---
 class LoraSettings(_Section):
     r: int = Field(8, ge=1, description="LoRA rank")
     alpha: int = Field(16, ge=1)
@@ -646,15 +648,6 @@ class Config(_Section):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _set_nested(tree: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"cannot override {'.'.join(keys)}: {key} is not a section")
-    node[keys[-1]] = value
-
-
 def _parse_env_value(raw: str) -> Any:
     """YAML-parse an override so numbers, booleans and lists work ("4", "false", "[a, b]")."""
     try:
@@ -674,22 +667,12 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if keys[0] not in known:
             continue  # PTWIKI_* variables that are not config keys (e.g. test switches)
         value: Any = raw if keys == ["asset_path"] else _parse_env_value(raw)
-        _set_nested(tree, keys, value)
+        set_nested(tree, keys, value)
     # MLflow's own variable wins, as every MLflow tool expects; read here (not later from os.environ)
     # because mlflow.set_tracking_uri() exports it for the rest of the process.
     if environ.get("MLFLOW_TRACKING_URI"):
-        _set_nested(tree, ["mlflow", "tracking_uri"], environ["MLFLOW_TRACKING_URI"])
+        set_nested(tree, ["mlflow", "tracking_uri"], environ["MLFLOW_TRACKING_URI"])
     return tree
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -705,7 +688,7 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent = loaded.pop("extends", None)
     if parent is None:
         return loaded
-    return _merge(_read_preset(path.parent / str(parent), (*chain, path.resolve())), loaded)
+    return merge(_read_preset(path.parent / str(parent), (*chain, path.resolve())), loaded)
 
 
 def load_config(
@@ -715,6 +698,6 @@ def load_config(
 ) -> Config:
     """Preset file, then ``overrides`` (e.g. from the CLI), then the environment."""
     tree: dict[str, Any] = _read_preset(Path(path)) if path is not None else {}
-    tree = _merge(tree, overrides or {})
-    tree = _merge(tree, env_overrides(environ))
+    tree = merge(tree, overrides or {})
+    tree = merge(tree, env_overrides(environ))
     return Config.model_validate(tree)

@@ -89,7 +89,7 @@ def check_input(config: Config) -> None:
 
 
 def _models_needed(config: Config, command: str) -> list[ModelRef]:
-    from ptwiki_llm.models import model_ref
+    from ptwiki_llm.models.refs import model_ref
 
     names = [config.data.format.tokenizer if need == "format" else
              config.rag.embedding.model if need == "embedder" else need for need in NEEDS_MODELS[command]]
@@ -106,7 +106,7 @@ def _models_needed(config: Config, command: str) -> list[ModelRef]:
 def check_model(ref: ModelRef, config: Config) -> None:
     """Staged (asset path or model store), or downloadable from its Hub id where that is allowed."""
     from ptwiki_llm.assets import hub_offline
-    from ptwiki_llm.models import check_given_path, local_model_dir, require_model_dir
+    from ptwiki_llm.models.refs import check_given_path, local_model_dir, require_model_dir
 
     if local_model_dir(ref, config) is not None:
         return

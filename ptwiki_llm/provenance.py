@@ -14,6 +14,9 @@ from typing import Any
 
 CHUNK = 4 * 1024 * 1024
 
+# The folder that holds ptwiki_llm/, steps/ and pipelines/ (the repository, or site-packages when installed).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -41,7 +44,7 @@ def file_fingerprint(path: Path) -> dict[str, Any]:
 @cache
 def git_commit(repo: Path | None = None) -> str | None:
     """HEAD of the repository holding this package (with '-dirty' when it has local changes)."""
-    root = repo or Path(__file__).resolve().parents[1]
+    root = repo or SOURCE_ROOT
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10

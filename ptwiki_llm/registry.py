@@ -17,12 +17,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm import tracking
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.assets import OFFLINE_VARS
 from ptwiki_llm.config import Config
 from ptwiki_llm.errors import PrerequisiteMissingError
+
+if TYPE_CHECKING:
+    from ptwiki_llm.training.trainer import BaseWeights, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,21 @@ TAG = "ptwiki."
 
 class RegistryError(PrerequisiteMissingError, RuntimeError):
     pass
+
+
+class RegisteredAdapter(StepArtifact):
+    """The register step's output: the new registered-model version (alias ``challenger``) and its lineage."""
+
+    name: str
+    version: str
+    alias: str
+    model_uri: str
+    alias_uri: str
+    run_id: str
+    base_model_path: str
+    artifacts: list[str]
+    """Every file of the logged model (adapter and tokenizer, never base weights)."""
+    tags: dict[str, str]
 
 
 class BaseModelMismatchError(RegistryError):
@@ -69,75 +88,72 @@ def _offline() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _client(config: Config) -> Any:
+def mlflow_client(config: Config) -> Any:
     from mlflow.tracking import MlflowClient
 
     tracking.setup(config)
     return MlflowClient()
 
 
-def check_base(config: Config, base: dict[str, Any]) -> Path:
+def check_base(config: Config, base: BaseWeights) -> Path:
     """The staged base folder when it holds the weights ``base`` names; else BaseModelMismatchError."""
-    from ptwiki_llm.models import model_weights_dir, stage_manifest
+    from ptwiki_llm.models.staging import model_weights_dir, stage_manifest
 
     ref = config.models.base
-    if base.get("name") != ref.name:
+    if base.name != ref.name:
         raise BaseModelMismatchError(
-            f"the adapter was trained on base model {base.get('name')!r} but models.base is {ref.name!r}; "
-            f"load it with the config it was trained with (set models.base to {base.get('name')!r}, e.g. the "
+            f"the adapter was trained on base model {base.name!r} but models.base is {ref.name!r}; "
+            f"load it with the config it was trained with (set models.base to {base.name!r}, e.g. the "
             f"preset that trained it)"
         )
     folder = model_weights_dir(config, ref)
     staged = (stage_manifest(ref, config) or {}).get("weights_sha256")
-    if base.get("weights_sha256") and staged != base["weights_sha256"]:
+    if base.weights_sha256 and staged != base.weights_sha256:
         raise BaseModelMismatchError(
             f"base model {ref.name!r} staged in {folder} has weights sha256 {staged}, but the adapter was "
-            f"trained on {base['weights_sha256']} ({base.get('source') or base.get('path')}); re-stage the "
+            f"trained on {base.weights_sha256} ({base.source or base.path}); re-stage the "
             f"original weights (`ptwiki-llm models stage {ref.name} --force` from the same source) or retrain"
         )
     return folder
 
 
-def lineage(config: Config, trained: dict[str, Any]) -> dict[str, str]:
-    base = trained["base"]
-    heldout = trained.get("heldout") or {}
+def lineage(config: Config, trained: TrainResult) -> dict[str, str]:
+    base = trained.base
     tags = {
         **{k: v for k, v in tracking.lineage_tags(config).items() if not k.startswith("mlflow.")},
-        f"{TAG}dataset_sha256": trained.get("dataset_sha256") or "",
-        f"{TAG}train_sha256": trained.get("train_sha256") or "",
-        f"{TAG}eval_sha256": trained.get("eval_sha256") or "",
-        f"{TAG}train_config_sha256": trained.get("config_sha256") or "",
-        f"{TAG}train_run_id": trained.get("mlflow_run_id") or "",
-        f"{TAG}train_run_dir": trained.get("run_dir") or "",
-        f"{TAG}base.name": base.get("name") or "",
-        f"{TAG}base.path": base.get("path") or "",
-        f"{TAG}base.weights_sha256": base.get("weights_sha256") or "",
-        f"{TAG}base.hub_id": base.get("hub_id") or "",
-        f"{TAG}base.revision": base.get("revision") or "",
-        f"{TAG}base.source": json.dumps(base.get("source") or {}, sort_keys=True),
-        f"{TAG}global_step": str(trained.get("metrics", {}).get("global_step", "")),
+        f"{TAG}dataset_sha256": trained.dataset_sha256 or "",
+        f"{TAG}train_sha256": trained.train_sha256 or "",
+        f"{TAG}eval_sha256": trained.eval_sha256 or "",
+        f"{TAG}train_config_sha256": trained.config_sha256 or "",
+        f"{TAG}train_run_id": trained.mlflow_run_id or "",
+        f"{TAG}train_run_dir": trained.run_dir or "",
+        f"{TAG}base.name": base.name or "",
+        f"{TAG}base.path": base.path or "",
+        f"{TAG}base.weights_sha256": base.weights_sha256 or "",
+        f"{TAG}base.hub_id": base.hub_id or "",
+        f"{TAG}base.revision": base.revision or "",
+        f"{TAG}base.source": json.dumps(base.source, sort_keys=True),
+        f"{TAG}global_step": str(trained.metrics.global_step),
     }
     for which in ("base", "tuned"):
+        score = getattr(trained.heldout, which)
         for key in ("perplexity", "bits_per_byte"):
-            value = (heldout.get(which) or {}).get(key)
-            if value is not None:
-                tags[f"{TAG}heldout.{which}.{key}"] = f"{value:.4f}"
+            if score is not None:
+                tags[f"{TAG}heldout.{which}.{key}"] = f"{getattr(score, key):.4f}"
     return tags
 
 
-def register_adapter(config: Config, trained: dict[str, Any], pipeline_run_id: str | None = None) -> dict[str, Any]:
+def register_adapter(config: Config, trained: TrainResult, pipeline_run_id: str | None = None) -> RegisteredAdapter:
     """Log the trained adapter (not the base) as a new version of ``registry.model_name``, alias challenger."""
     import mlflow
     from peft import PeftModel
 
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
 
-    if trained.get("status") != "completed":
-        raise RegistryError(f"training did not complete (status {trained.get('status')!r}); nothing to register")
-    adapter_dir = Path(trained["adapter_dir"])
+    adapter_dir = Path(trained.adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise RegistryError(f"no adapter in {adapter_dir} (adapter_config.json missing); rerun the train step")
-    base_dir = check_base(config, trained["base"])
+    base_dir = check_base(config, trained.base)
     name = config.registry.model_name
     tags = lineage(config, trained)
     # MLflow's flavor wants the PEFT model object, but only the adapter is written: load the base on the CPU
@@ -154,7 +170,7 @@ def register_adapter(config: Config, trained: dict[str, Any], pipeline_run_id: s
             task="text-generation",
             base_model_path=str(base_dir),  # adapter + tokenizer only; the base is referenced, never copied
             pip_requirements=pip_requirements(config),
-            metadata={"base": trained["base"], "heldout": trained.get("heldout")},
+            metadata={"base": trained.base.model_dump(mode="json"), "heldout": trained.heldout.model_dump(mode="json")},
         )
         client = mlflow.tracking.MlflowClient()
         try:
@@ -168,17 +184,9 @@ def register_adapter(config: Config, trained: dict[str, Any], pipeline_run_id: s
         mlflow.log_params({"registry.model_name": name, "registry.version": version.version,
                            "registry.model_uri": info.model_uri})
         artifacts = sorted(_artifact_paths(client, run.info.run_id, info))
-    return {
-        "name": name,
-        "version": str(version.version),
-        "alias": config.registry.challenger_alias,
-        "model_uri": info.model_uri,
-        "alias_uri": f"models:/{name}@{config.registry.challenger_alias}",
-        "run_id": run.info.run_id,
-        "base_model_path": str(base_dir),
-        "artifacts": artifacts,
-        "tags": tags,
-    }
+    return RegisteredAdapter(name=name, version=str(version.version), alias=config.registry.challenger_alias,
+                             model_uri=info.model_uri, alias_uri=f"models:/{name}@{config.registry.challenger_alias}",
+                             run_id=run.info.run_id, base_model_path=str(base_dir), artifacts=artifacts, tags=tags)
 
 
 def _artifact_paths(client: Any, run_id: str, info: Any) -> list[str]:
@@ -193,7 +201,7 @@ def resolve_version(config: Config, which: str) -> Any:
     """'champion' | 'challenger' | any alias | a version number -> the ModelVersion."""
     import mlflow
 
-    client = _client(config)
+    client = mlflow_client(config)
     name = config.registry.model_name
     try:
         if which.isdigit():
@@ -211,7 +219,7 @@ def resolve_version(config: Config, which: str) -> Any:
 def list_versions(config: Config) -> list[dict[str, Any]]:
     import mlflow
 
-    client = _client(config)
+    client = mlflow_client(config)
     name = config.registry.model_name
     try:
         model = client.get_registered_model(name)
@@ -238,7 +246,7 @@ def _describe(version: Any, aliases: list[str]) -> dict[str, Any]:
 
 def show_version(config: Config, which: str) -> dict[str, Any]:
     version = resolve_version(config, which)
-    model = _client(config).get_registered_model(config.registry.model_name)
+    model = mlflow_client(config).get_registered_model(config.registry.model_name)
     aliases = [alias for alias, v in (model.aliases or {}).items() if str(v) == str(version.version)]
     return _describe(version, aliases)
 
@@ -247,7 +255,7 @@ def promote(config: Config, which: str, reason: str) -> dict[str, Any]:
     """Move alias ``champion`` to a version and record why (version tags + a registered-model tag)."""
     if not reason.strip():
         raise RegistryError("a promotion needs a reason (e.g. --reason 'lower held-out perplexity than v2')")
-    client = _client(config)
+    client = mlflow_client(config)
     name = config.registry.model_name
     version = resolve_version(config, which)
     champion = config.registry.champion_alias
@@ -298,12 +306,13 @@ def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
     """Base + adapter of a registered version, ready to generate, from the registry and model store only."""
     from peft import PeftModel
 
-    from ptwiki_llm.models import load_causal_lm, load_staged_tokenizer
+    from ptwiki_llm.models.runtime import load_causal_lm, load_staged_tokenizer
+    from ptwiki_llm.training.trainer import BaseWeights
 
     version = resolve_version(config, which)
     tags = version.tags or {}
-    base = {"name": tags.get(f"{TAG}base.name"), "weights_sha256": tags.get(f"{TAG}base.weights_sha256"),
-            "path": tags.get(f"{TAG}base.path"), "source": tags.get(f"{TAG}base.source")}
+    base = BaseWeights(name=tags.get(f"{TAG}base.name"), weights_sha256=tags.get(f"{TAG}base.weights_sha256"),
+                       path=tags.get(f"{TAG}base.path"), source=json.loads(tags.get(f"{TAG}base.source") or "{}"))
     check_base(config, base)
     with _offline():
         folder = download_adapter(config, version)

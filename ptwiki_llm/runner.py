@@ -18,14 +18,15 @@ from ptwiki_llm.cache_keys import (
     registry_state,
 )
 from ptwiki_llm.config import Config
+from ptwiki_llm.config_slice import STAGE_SECTIONS, config_for_stage
 from ptwiki_llm.hpc.detached import DETACH_EXTRA, detach_extra, hand_over_parent, submitted_run_dir
 from ptwiki_llm.hpc.services import apply_services
 from ptwiki_llm.hpc.stack import run_options
 from ptwiki_llm.run_owner import current_owner
-from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, input_fingerprint
+from ptwiki_llm.stages import input_fingerprint
 from ptwiki_llm.stale_runs import OWNER_EXTRA
 from ptwiki_llm.step_failures import failure_cause
-from ptwiki_llm.zenml_env import prepare_zenml
+from ptwiki_llm.zenml_env import prepare_zenml, record_run_config
 
 PIPELINES = ("data", "full", "index", "evaluate")
 
@@ -94,6 +95,7 @@ def run_pipeline(config: Config, which: str = "full", *, detach: bool = False, *
         tracking.finish_parent(config, run_id, "FAILED" if failed else "FINISHED")
     if failed:
         raise failure_cause(run, failed)
+    record_run_config(run_id, config)
     if submitted:
         hand_over_parent(config, parent, submitted_run_dir(config, run_id))
         return RunSummary(pipeline=chosen.name, run_id=run_id, run_name=run.name, status="submitted",

@@ -8,45 +8,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm import tracking
-from ptwiki_llm.cache_keys import EXTERNAL_STATE, restore_locations, strip_locations
 from ptwiki_llm.config import Config
+from ptwiki_llm.config_slice import config_for_stage
 from ptwiki_llm.data.sources.base import ConvertOptions
 from ptwiki_llm.provenance import file_fingerprint, sha256_file, sha256_json
 
-# Which config sections each stage depends on; the steps receive only these, so changing the
-# format settings re-runs format but leaves ingest and validate served from ZenML's cache.
-# Service URLs are not among them (ptwiki_llm.cache_keys); the ZenML section is the driver's business.
-_COMMON = ("preset", "workdir", "asset_path", "allow_hub_download", "seed", "mlflow")
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "ingest": ("data.source", "data.hub_fallback", "data.max_articles", "data.wiki_base_url", "data.ingest"),
-    "validate": ("data.validate",),
-    "format": ("data.format", "data.knowledge", "models"),
-    "index": ("rag", "models"),
-    "train": ("train", "models"),
-    "register": ("registry", "models"),
-    # probes need the format split (data.format) and the train step's sample (train); RAG arms the rag section
-    "evaluate": ("evaluation", "rag", "models", "registry", "train", "data.format", "data.knowledge"),
-}
-
-
-def config_for_stage(config: Config, stage: str) -> dict[str, Any]:
-    full = config.to_dict()
-    part: dict[str, Any] = {key: full[key] for key in _COMMON}
-    for dotted in STAGE_SECTIONS[stage]:
-        section, _, key = dotted.partition(".")
-        if key:
-            part.setdefault(section, {})[key] = full[section][key]
-        else:
-            part[section] = full[section]
-    return strip_locations(part)
-
-
-def config_from_stage(part: dict[str, Any]) -> Config:
-    part = {key: value for key, value in part.items() if key != EXTERNAL_STATE}
-    return Config.model_validate(restore_locations(part))
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
+    from ptwiki_llm.data.ingest import IngestResult
+    from ptwiki_llm.data.validate import ValidationResult
+    from ptwiki_llm.evaluation.run import EvaluationReport
+    from ptwiki_llm.rag.index import RagIndex
+    from ptwiki_llm.registry import RegisteredAdapter
+    from ptwiki_llm.training.result import TrainResult
 
 
 def input_fingerprint(config: Config) -> dict[str, Any]:
@@ -63,11 +40,11 @@ def _log_counts(prefix: str, counts: dict[str, Any]) -> None:
                         if isinstance(v, int | float)})
 
 
-def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progress: bool = True) -> IngestResult:
     import mlflow
 
     from ptwiki_llm.assets import resolve_data_source
-    from ptwiki_llm.data.ingest import ingest
+    from ptwiki_llm.data.ingest import IngestCounts, IngestResult, ingest
 
     source = resolve_data_source(config)
     options = ConvertOptions(
@@ -97,24 +74,20 @@ def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progre
         mlflow.log_artifact(str(result.manifest_path))
         mlflow.log_artifact(str(out_dir / "skipped.parquet"))
         tracking.log_dataset_manifest(manifest, result.manifest_path, name="ptwiki-articles", context="ingest")
-    return {
-        "dir": str(out_dir),
-        "dataset_sha256": manifest["dataset_sha256"],
-        "counts": manifest["counts"],
-        "manifest_sha256": sha256_json(manifest),
-    }
+    return IngestResult(dir=str(out_dir), dataset_sha256=manifest["dataset_sha256"],
+                        counts=IngestCounts.model_validate(manifest["counts"]), manifest_sha256=sha256_json(manifest))
 
 
-def validate_stage(config: Config, articles: dict[str, Any], pipeline_run_id: str | None = None) -> dict[str, Any]:
+def validate_stage(config: Config, articles: IngestResult, pipeline_run_id: str | None = None) -> ValidationResult:
     import mlflow
 
     from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.data.validate import raise_if_failed, validate_articles
+    from ptwiki_llm.data.validate import ValidationCounts, ValidationResult, raise_if_failed, validate_articles
 
-    key = f"{articles['dataset_sha256'][:16]}-{sha256_json(config.data.validate_.model_dump())[:8]}"
+    key = f"{articles.dataset_sha256[:16]}-{sha256_json(config.data.validate_.model_dump())[:8]}"
     out_dir = config.data_dir / "validated" / key
     with tracking.step_run(config, "validate", pipeline_run_id):
-        report = validate_articles(shard_paths(Path(articles["dir"])), out_dir, config.data.validate_)
+        report = validate_articles(shard_paths(Path(articles.dir)), out_dir, config.data.validate_)
         mlflow.log_params({f"validate.{k}": v for k, v in config.data.validate_.model_dump().items()})
         mlflow.log_metrics({
             "validate.total": report.total,
@@ -127,43 +100,36 @@ def validate_stage(config: Config, articles: dict[str, Any], pipeline_run_id: st
         mlflow.log_artifact(str(report.quarantine_path))
         mlflow.log_artifacts(str(report.data_docs_dir), artifact_path="data_docs")
         raise_if_failed(report)
-    counts = dict(articles["counts"])
-    counts["quarantined"] = report.quarantined
-    counts["accepted"] = counts["kept"] - report.quarantined
-    return {
-        "articles_dir": articles["dir"],
-        "dataset_sha256": articles["dataset_sha256"],
-        "dir": str(out_dir),
-        "quarantine": str(report.quarantine_path),
-        "counts": counts,
-    }
+    counts = ValidationCounts(**articles.counts.model_dump(), quarantined=report.quarantined,
+                              accepted=articles.counts.kept - report.quarantined)
+    return ValidationResult(articles_dir=articles.dir, dataset_sha256=articles.dataset_sha256, dir=str(out_dir),
+                            quarantine=str(report.quarantine_path), counts=counts)
 
 
-def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str | None = None,
-                 show_progress: bool = True) -> dict[str, Any]:
+def format_stage(config: Config, validated: ValidationResult, pipeline_run_id: str | None = None,
+                 show_progress: bool = True) -> FormattedData:
     import mlflow
 
-    from ptwiki_llm.data.format import format_articles
+    from ptwiki_llm.data.format import FormattedData, format_articles
     from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.data.validate import quarantined_ids
-    from ptwiki_llm.models import model_ref, token_counter
+    from ptwiki_llm.models.refs import model_ref, token_counter
 
     fmt = config.data.format
     tokenizer_ref = model_ref(config, fmt.tokenizer)
     knowledge_file = resolve_knowledge_file(config)
     knowledge_key = [config.data.knowledge.model_dump(), sha256_file(knowledge_file)] if knowledge_file else None
-    key = f"{validated['dataset_sha256'][:16]}-" + sha256_json(
+    key = f"{validated.dataset_sha256[:16]}-" + sha256_json(
         [fmt.model_dump(), tokenizer_ref.model_dump(), *([knowledge_key] if knowledge_key else [])])[:8]
     out_dir = config.data_dir / "formatted" / key
-    excluded = quarantined_ids(Path(validated["dir"]))
+    excluded = validated.quarantined_ids()
     with tracking.step_run(config, "format", pipeline_run_id):
         result = format_articles(
-            shard_paths(Path(validated["articles_dir"])),
+            shard_paths(Path(validated.articles_dir)),
             out_dir,
             fmt,
             exclude_ids=excluded,
             tokenize=token_counter(tokenizer_ref, config),
-            total_articles=validated["counts"]["accepted"],
+            total_articles=validated.counts.accepted,
             show_progress=show_progress,
         )
         summary = result.summary
@@ -177,6 +143,11 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
             (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
             _log_counts("format.knowledge", {"counts": knowledge["counts"],
                                              "training_texts": knowledge["training_texts"]})
+        formatted = FormattedData.from_summary(
+            out_dir, summary, eval_raw=str(result.eval_raw_path),
+            knowledge=str(out_dir / "knowledge.json") if knowledge else None,
+            knowledge_train=str(out_dir / "knowledge_train.jsonl") if knowledge else None,
+            dataset_sha256=validated.dataset_sha256)
         mlflow.log_params({f"format.{k}": v for k, v in fmt.model_dump().items()})
         mlflow.log_param("format.tokenizer_model", tokenizer_ref.name)
         _log_counts("format", {"articles": summary["articles"], "examples": summary["example_count"],
@@ -184,20 +155,11 @@ def format_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str
         mlflow.log_artifact(str(out_dir / "summary.json"))
         for split in ("train", "eval"):
             manifest = {"inputs": [{"path": str(out_dir / f"{split}.jsonl")}],
-                        "dataset_sha256": summary["files"][split]["sha256"]}
+                        "dataset_sha256": formatted.sha256(split)}
             tracking.log_dataset_manifest(manifest, out_dir / "summary.json", name=f"ptwiki-{split}",
                                           context="training" if split == "train" else "evaluation")
         _require_train_examples(summary, fmt.mode)
-    return {
-        "dir": str(out_dir),
-        "train": str(result.train_path),
-        "eval": str(result.eval_path),
-        "eval_raw": str(result.eval_raw_path),
-        "knowledge": str(out_dir / "knowledge.json") if knowledge else None,
-        "knowledge_train": str(out_dir / "knowledge_train.jsonl") if knowledge else None,
-        "summary": json.loads(json.dumps(summary)),
-        "dataset_sha256": validated["dataset_sha256"],
-    }
+    return formatted
 
 
 def _require_train_examples(summary: dict[str, Any], mode: str) -> None:
@@ -212,6 +174,8 @@ def _require_train_examples(summary: dict[str, Any], mode: str) -> None:
         f"{articles['eval']} in eval, {articles['without_examples']} too short to yield one",
         "Use a larger input (data.source) or lower data.format.min_section_chars",
     )
+
+
 def resolve_knowledge_file(config: Config) -> Path | None:
     """The knowledge-injection QA file (data.knowledge.file), or None when it is off."""
     from ptwiki_llm.assets import AssetNotFoundError, find_staged
@@ -244,29 +208,28 @@ def write_knowledge_corpus(config: Config, path: Path, out_dir: Path) -> dict[st
 # --- index (RAG) -------------------------------------------------------------------------------
 
 
-def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str | None = None,
-                show_progress: bool = True, max_articles: int | None = None) -> dict[str, Any]:
+def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: str | None = None,
+                show_progress: bool = True, max_articles: int | None = None) -> RagIndex:
     """Validated articles -> chunks -> embeddings -> vector store (resumable); counts to MLflow."""
     import mlflow
 
-    from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.data.validate import quarantined_ids
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
     from ptwiki_llm.rag.identity import index_identity
-    from ptwiki_llm.rag.index import build_index, iter_articles
+    from ptwiki_llm.rag.index import IndexCounts, RagIndex, build_index
     from ptwiki_llm.rag.pointer import write_pointer
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, collection_name, open_store
 
     rag = config.rag
     embedder_ref = model_ref(config, rag.embedding.model)
-    excluded = quarantined_ids(Path(validated["dir"]))
+    excluded = validated.quarantined_ids()
     with tracking.step_run(config, "index", pipeline_run_id):
         embedder = load_embedder(config)
-        identity = index_identity(validated["dataset_sha256"], excluded, embedder.name, embedder.model_dir,
+        identity = index_identity(validated.dataset_sha256, excluded, embedder.name, embedder.model_dir,
                                   embedder.model.prompts, rag.embedding, rag.chunking, embedder.fingerprint)
-        name = rag.store.collection or collection_name(rag.store.collection_prefix, validated["dataset_sha256"],
+        name = rag.store.collection or collection_name(rag.store.collection_prefix, validated.dataset_sha256,
                                                         embedder_ref.name, identity.fingerprint())
         chunker = Chunker(load_tokenizer(embedder_ref, config), rag.chunking)
         spec = CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
@@ -275,8 +238,8 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
         with open_store(config) as store:
             store.open(spec)  # a mismatching existing collection raises here, before any write
             count_before = store.count()
-            rows = iter_articles(shard_paths(Path(validated["articles_dir"])), excluded, max_articles)
-            total = validated.get("counts", {}).get("accepted")
+            rows = iter_articles(shard_paths(Path(validated.articles_dir)), excluded, max_articles)
+            total = validated.counts.accepted
             report = build_index(rows, chunker, embedder, store, rag,
                                  total_articles=min(total, max_articles) if total and max_articles else total,
                                  show_progress=show_progress)
@@ -291,39 +254,29 @@ def index_stage(config: Config, validated: dict[str, Any], pipeline_run_id: str 
             "index.embedding.batch_size": rag.embedding.batch_size,
             "index.embedding.group_size": rag.embedding.group_size,
         })
-        counts = {k: getattr(report, k) for k in (
-            "articles", "articles_without_chunks", "chunks", "short_dropped", "duplicates_dropped",
-            "already_indexed", "embedded", "written", "store_count")}
-        counts["quarantined_excluded"] = len(excluded)
-        counts["store_count_before"] = count_before
-        _log_counts("index", counts)
+        counts = IndexCounts(**{k: getattr(report, k) for k in IndexCounts.model_fields
+                                if k not in ("quarantined_excluded", "store_count_before")},
+                             quarantined_excluded=len(excluded), store_count_before=count_before)
+        _log_counts("index", counts.model_dump())
         mlflow.log_metrics({"index.elapsed_s": report.elapsed_s, "index.embed_s": report.embed_s,
                             "index.write_s": report.write_s, "index.chunks_per_s": report.chunks_per_s,
                             "index.embedded_chars_per_s": report.embedded_chars / report.elapsed_s
                             if report.elapsed_s else 0.0})
         tracking.log_json(report.to_dict(), "index_report.json")
         tracking.log_json(identity.to_dict(), "index_identity.json")
-    result = {
-        "backend": report.backend,
-        "collection": report.collection,
-        "location": report.location,
-        "embedder": report.embedder,
-        "dimension": report.dimension,
-        "embedding_precision": embedder.precision,
-        "embedding_backend": embedder.identity,
-        "dataset_sha256": validated["dataset_sha256"],
-        "identity": identity.to_dict(),
-        "counts": counts,
-    }
+    result = RagIndex(backend=report.backend, collection=report.collection, location=report.location,
+                      embedder=report.embedder, dimension=report.dimension, embedding_precision=embedder.precision,
+                      embedding_backend=embedder.identity, dataset_sha256=validated.dataset_sha256,
+                      identity=identity.to_dict(), counts=counts)
     write_pointer(config, result)
     return result
 
 
-# --- train -> register (issue 3) ----------------------------------------------------------------
+# --- train -> register ---------------------------------------------------------------------------
 
 
-def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str | None = None,
-                show_progress: bool = True) -> dict[str, Any]:
+def train_stage(config: Config, formatted: FormattedData, pipeline_run_id: str | None = None,
+                show_progress: bool = True) -> TrainResult:
     """Formatted JSONL -> LoRA/QLoRA adapter (resumes from the run's latest checkpoint).
 
     On SIGUSR1 (SLURM's time-limit warning) it saves a checkpoint and raises TrainingPreempted, a SystemExit
@@ -346,19 +299,19 @@ def train_stage(config: Config, formatted: dict[str, Any], pipeline_run_id: str 
             raise
 
 
-def register_stage(config: Config, trained: dict[str, Any], pipeline_run_id: str | None = None) -> dict[str, Any]:
+def register_stage(config: Config, trained: TrainResult, pipeline_run_id: str | None = None) -> RegisteredAdapter:
     """The trained adapter -> a new version of the registered model with alias ``challenger``."""
     from ptwiki_llm.registry import register_adapter
 
     return register_adapter(config, trained, pipeline_run_id)
 
 
-# --- evaluate (issue 5) -------------------------------------------------------------------------
+# --- evaluate ------------------------------------------------------------------------------------
 
 
-def evaluate_stage(config: Config, validated: dict[str, Any], formatted: dict[str, Any],
-                   registered: dict[str, Any] | None = None, rag_index: dict[str, Any] | None = None,
-                   pipeline_run_id: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+def evaluate_stage(config: Config, validated: ValidationResult, formatted: FormattedData,
+                   registered: RegisteredAdapter | None = None, rag_index: RagIndex | None = None,
+                   pipeline_run_id: str | None = None, show_progress: bool = True) -> EvaluationReport:
     """Arms base / base+rag / ft / ft+rag / champion on held-out text, knowledge probes and QA; report, plots,
     metrics with bootstrap intervals to MLflow; the promotion gate moves ``champion`` when the challenger wins.
 
@@ -367,22 +320,20 @@ def evaluate_stage(config: Config, validated: dict[str, Any], formatted: dict[st
     """
     import mlflow
 
-    from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.data.validate import quarantined_ids
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
     from ptwiki_llm.evaluation.arms import arm_of, registry_versions
     from ptwiki_llm.evaluation.gate import Decision, apply_decision
-    from ptwiki_llm.evaluation.run import run_evaluation
-    from ptwiki_llm.rag.index import iter_articles
+    from ptwiki_llm.evaluation.run import EvaluationReport, run_evaluation
     from ptwiki_llm.rag.pointer import current_collection
 
     ev = config.evaluation
     versions = registry_versions(config, registered)
     collection = None
     if any(arm_of(name).rag for name in ev.arms):
-        collection = rag_index["collection"] if rag_index else current_collection(config)
-    excluded = quarantined_ids(Path(validated["dir"]))
-    articles = iter_articles(shard_paths(Path(validated["articles_dir"])), excluded)
-    key = sha256_json({"dataset": validated["dataset_sha256"], "eval": formatted["summary"]["files"]["eval"]["sha256"],
+        collection = rag_index.collection if rag_index else current_collection(config)
+    excluded = validated.quarantined_ids()
+    articles = iter_articles(shard_paths(Path(validated.articles_dir)), excluded)
+    key = sha256_json({"dataset": validated.dataset_sha256, "eval": formatted.sha256("eval"),
                        "versions": [versions.challenger, versions.champion], "collection": collection,
                        "config": config_for_stage(config, "evaluate")})[:16]
     out_dir = config.expand(ev.out_dir) / key
@@ -409,20 +360,11 @@ def evaluate_stage(config: Config, validated: dict[str, Any], formatted: dict[st
                          "ptwiki.gate.baseline": gate_result["baseline"]})
         mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
         log_evaluation_views(result, out_dir, ev.mlflow_traces_per_arm)
-    return {
-        "dir": str(out_dir),
-        "report": str(out_dir / "report.md"),
-        "report_html": str(out_dir / "report.html"),
-        "examples": str(out_dir / "examples.html"),
-        "arms": result["arms"],
-        "metrics": result["metrics"],
-        "differences": result["differences"],
-        "items": result["items"],
-        "gate": gate_result,
-        "versions": result["versions"],
-        "timings": result["timings"],
-        "mlflow_run_id": run.info.run_id,
-    }
+    return EvaluationReport(dir=str(out_dir), report=str(out_dir / "report.md"),
+                            report_html=str(out_dir / "report.html"), examples=str(out_dir / "examples.html"),
+                            arms=result["arms"], metrics=result["metrics"], differences=result["differences"],
+                            items=result["items"], gate=gate_result, versions=versions, timings=result["timings"],
+                            mlflow_run_id=run.info.run_id)
 
 
 def log_evaluation_views(result: dict[str, Any], out_dir: Path, traces_per_arm: int) -> None:

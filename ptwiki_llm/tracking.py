@@ -26,6 +26,8 @@ STEP_TAG = "ptwiki.step"
 STEP_PIPELINE_RUN_TAG = "ptwiki.zenml_run_id"
 # The process that created the run (host, pid, start time): tells a live run from one whose process died.
 OWNER_TAG = "ptwiki.owner"
+# The hash of a step's config slice (ptwiki_llm.config_slice); on the parent, one tag per stage.
+SLICE_TAG = "ptwiki.slice_sha256"
 
 # Offline compute nodes: no telemetry calls from MLflow.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -68,6 +70,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def lineage_tags(config: Config) -> dict[str, str]:
+    """``ptwiki.config_sha256`` is ``Config.digest()`` of the config this process holds: on a step's run, the
+    step's config (its slice, the sections it does not declare at their defaults); the runner overwrites it on
+    the parent with the whole run config's (``_log_config``)."""
     tags = {"ptwiki.preset": config.preset, "ptwiki.config_sha256": config.digest()}
     commit = git_commit()
     if commit:
@@ -115,8 +120,14 @@ def _parents(client: Any, experiment_id: str, pipeline_run_id: str) -> list[str]
 
 
 def _log_config(client: Any, run_id: str, config: Config) -> None:
+    """The whole run config: parameters, a JSON artifact, its hash and the hash of every stage's slice."""
     from mlflow.entities import Param
 
+    from ptwiki_llm.config_slice import STAGE_SECTIONS, slice_sha256
+
+    client.set_tag(run_id, "ptwiki.config_sha256", config.digest())  # a step that created the parent set its own
+    for stage in STAGE_SECTIONS:
+        client.set_tag(run_id, f"{SLICE_TAG}.{stage}", slice_sha256(config, stage))
     existing = client.get_run(run_id).data.params
     params = [Param(key, _param_value(value)) for key, value in sorted(flatten(config.to_dict()).items())
               if key not in existing]
@@ -153,8 +164,12 @@ def step_run(config: Config, step: str, pipeline_run_id: str | None = None) -> I
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from ptwiki_llm.config_slice import STAGE_SECTIONS, slice_sha256
+
     experiment_id = setup(config)
     tags = {STEP_TAG: step, **lineage_tags(config), OWNER_TAG: json.dumps(current_owner())}
+    if step in STAGE_SECTIONS:
+        tags[SLICE_TAG] = slice_sha256(config, step)
     if pipeline_run_id:
         parent = parent_run_id(config, pipeline_run_id)
         tags["mlflow.parentRunId"] = parent

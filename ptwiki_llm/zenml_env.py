@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from ptwiki_llm.config import Config
-
-# The folder that holds ptwiki_llm/, steps/ and pipelines/ (the repo, or site-packages).
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
+from ptwiki_llm.provenance import SOURCE_ROOT
 
 
 def prepare_zenml(config: Config) -> None:
@@ -30,3 +27,14 @@ def prepare_zenml(config: Config) -> None:
     from zenml.utils import source_utils
 
     source_utils.set_custom_source_root(str(SOURCE_ROOT))
+
+
+def record_run_config(run_id: str, config: Config) -> None:
+    """The whole run config's hash and each stage slice's hash as the ZenML pipeline run's metadata."""
+    from zenml import log_metadata
+
+    from ptwiki_llm.config_slice import STAGE_SECTIONS, slice_sha256
+
+    log_metadata(metadata={"config_sha256": config.digest(),
+                           "slice_sha256": {stage: slice_sha256(config, stage) for stage in STAGE_SECTIONS}},
+                 run_id_name_or_prefix=run_id)

@@ -4,11 +4,14 @@ from typing import Annotated, Any
 
 from zenml import step
 
-from ptwiki_llm.stages import config_from_stage, train_stage
-from steps._context import pipeline_run_id
+from ptwiki_llm.data.format import FormattedData
+from ptwiki_llm.stages import train_stage
+from ptwiki_llm.training.result import TrainResult
+from steps._context import pipeline_run_id, stage_config
+from steps._materializer import StepArtifactMaterializer
 
 
-@step
-def train(config: dict[str, Any], formatted: dict[str, Any]) -> Annotated[dict[str, Any], "trained"]:
+@step(output_materializers=StepArtifactMaterializer)
+def train(config: dict[str, Any], formatted: FormattedData) -> Annotated[TrainResult, "trained"]:
     """Formatted JSONL -> LoRA/QLoRA adapter; exits with code 75 after a checkpoint when preempted."""
-    return train_stage(config_from_stage(config), formatted, pipeline_run_id())
+    return train_stage(stage_config(config), formatted, pipeline_run_id())

@@ -4,11 +4,14 @@ from typing import Annotated, Any
 
 from zenml import step
 
-from ptwiki_llm.stages import config_from_stage, validate_stage
-from steps._context import pipeline_run_id
+from ptwiki_llm.data.ingest import IngestResult
+from ptwiki_llm.data.validate import ValidationResult
+from ptwiki_llm.stages import validate_stage
+from steps._context import pipeline_run_id, stage_config
+from steps._materializer import StepArtifactMaterializer
 
 
-@step
-def validate(config: dict[str, Any], articles: dict[str, Any]) -> Annotated[dict[str, Any], "validated"]:
+@step(output_materializers=StepArtifactMaterializer)
+def validate(config: dict[str, Any], articles: IngestResult) -> Annotated[ValidationResult, "validated"]:
     """Great Expectations suite on per-article features; quarantine; fail over the threshold."""
-    return validate_stage(config_from_stage(config), articles, pipeline_run_id())
+    return validate_stage(stage_config(config), articles, pipeline_run_id())

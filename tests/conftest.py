@@ -101,3 +101,10 @@ def workdir_config(workdir: Path) -> Any:
                        {"workdir": str(workdir), "data": {"max_articles": TINY_RUN_ARTICLES},
                         "rag": {"embedding": {"device": "cpu"}}},
                        environ={k: v for k, v in os.environ.items() if k == "PTWIKI_ASSET_PATH"})
+
+
+def stage_slice(config: Any, stage: str) -> Any:
+    """What a pipeline step gets: the stage's slice of ``config``, its undeclared sections unreadable."""
+    from ptwiki_llm.config_slice import config_for_stage, config_from_stage
+
+    return config_from_stage(config_for_stage(config, stage))

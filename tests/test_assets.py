@@ -11,7 +11,8 @@ from ptwiki_llm.assets import (
     resolve_data_source,
 )
 from ptwiki_llm.config import load_config
-from ptwiki_llm.models import ModelNotStagedError, load_tokenizer, require_model_dir, stage_model
+from ptwiki_llm.models.refs import ModelNotStagedError, load_tokenizer, require_model_dir
+from ptwiki_llm.models.staging import stage_model
 
 
 def _config(tmp_path, **over):

@@ -6,7 +6,7 @@ import pytest
 
 from ptwiki_llm.cache_keys import EXTERNAL_STATE, export_locations, registry_state
 from ptwiki_llm.config import load_config
-from ptwiki_llm.stages import STAGE_SECTIONS, config_for_stage, config_from_stage
+from ptwiki_llm.config_slice import STAGE_SECTIONS, config_for_stage, config_from_stage
 
 
 def _config(tmp_path, **over):
@@ -32,7 +32,9 @@ def test_a_step_gets_the_urls_back_from_the_environment(tmp_path, monkeypatch):
     export_locations(config)
     part = config_for_stage(config, "index")
     part[EXTERNAL_STATE] = {"registry_created": None}
+    received = repr(part)
     restored = config_from_stage(part)
+    assert repr(part) == received  # the step's parameter (ZenML's) is left as it came
     assert restored.mlflow_tracking_uri == "http://node1:5000"
     from ptwiki_llm.rag.stores.weaviate_store import weaviate_url
 

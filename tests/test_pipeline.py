@@ -82,6 +82,61 @@ def test_mlflow_has_one_parent_with_nested_step_runs(first_run):
     validate_run = next(r for r in children if r.data.tags["ptwiki.step"] == "validate")
     assert "data_docs" in {a.path for a in client.list_artifacts(validate_run.info.run_id)}
     assert "data.source" in parent.data.params
+    # lineage: the parent holds the whole run config's hash and every stage slice's; a step its own slice's
+    for child in children:
+        stage = child.data.tags["ptwiki.step"]
+        assert child.data.tags["ptwiki.slice_sha256"] == parent.data.tags[f"ptwiki.slice_sha256.{stage}"], stage
+
+
+# Reads the first run's step outputs back from the workdir's ZenML store, as the dashboard and `zenml artifact`
+# do: the stored type, the materializer, the metadata (fields) and the visualization (the JSON document).
+_READ_STORE = """
+import json, sys
+from ptwiki_llm.config import load_config
+from ptwiki_llm.zenml_env import prepare_zenml
+prepare_zenml(load_config(sys.argv[1]))
+from zenml.client import Client
+run = Client().list_pipeline_runs(sort_by="asc:created", size=1).items[0]
+found = {"run": {**run.run_metadata, "pipeline_run_id": str(run.id)}, "steps": {}}
+for step_name, step in run.steps.items():
+    found["steps"][step_name] = dict(step.run_metadata)
+    for name, versions in step.outputs.items():
+        version = versions[0]
+        loaded = version.load()
+        found[name] = {"class": type(loaded).__name__, "data_type": version.data_type.import_path,
+                       "materializer": version.materializer.import_path, "metadata": dict(version.run_metadata),
+                       "visualizations": [str(v.type) for v in version.visualizations or []],
+                       "loaded": loaded.model_dump(mode="json")}
+print(json.dumps(found, default=str))
+"""
+
+
+def test_zenml_store_shows_each_output_fields(first_run):
+    workdir, _ = first_run
+    read = subprocess.run([sys.executable, "-c", _READ_STORE, str(REPO / "configs" / "local.yaml")], cwd=REPO,
+                          env=dict(os.environ, PTWIKI_WORKDIR=str(workdir)), capture_output=True, text=True,
+                          timeout=300)
+    assert read.returncode == 0, read.stderr[-3000:]
+    outputs = json.loads(read.stdout.strip().splitlines()[-1])
+    run_metadata, step_metadata = outputs.pop("run"), outputs.pop("steps")
+    assert {name: o["class"] for name, o in outputs.items()} == {
+        "articles": "IngestResult", "validated": "ValidationResult", "formatted": "FormattedData"}
+    for name, output in outputs.items():
+        assert output["materializer"] == "steps._materializer.StepArtifactMaterializer", name
+        assert output["data_type"].startswith("ptwiki_llm.data."), name
+        assert "schema" in output["metadata"] and output["visualizations"], name
+    articles, validated, formatted = (outputs[n]["metadata"] for n in ("articles", "validated", "formatted"))
+    assert articles["counts.read"] == 80
+    assert articles["dataset_sha256"] == outputs["articles"]["loaded"]["dataset_sha256"]
+    assert validated["counts.accepted"] == validated["counts.kept"] - validated["counts.quarantined"]
+    assert formatted["example_count.train"] > 0 and formatted["files.eval.sha256"]
+    # the same lineage hashes as MLflow's: the run config's on the pipeline run, each slice's on its step run
+    _, runs = _mlflow_runs(workdir)
+    parent = next(r for r in runs if r.data.tags.get("ptwiki.pipeline_run_id") == run_metadata["pipeline_run_id"])
+    assert run_metadata["config_sha256"] == parent.data.tags["ptwiki.config_sha256"]
+    for step, stage in (("ingest", "ingest"), ("validate", "validate"), ("format_examples", "format")):
+        assert step_metadata[step]["config_slice_sha256"] == run_metadata["slice_sha256"][stage]
+        assert step_metadata[step]["config_slice_sha256"] == parent.data.tags[f"ptwiki.slice_sha256.{stage}"]
 
 
 def test_rerun_is_served_from_zenml_cache(first_run):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ptwiki_llm.data.errors import CorruptInputError, EmptyInputError, UnknownFormatError
 from ptwiki_llm.data.sources.base import Source
-from ptwiki_llm.data.sources.extracted import ExtractedSource, _is_jsonl, _is_parquet
+from ptwiki_llm.data.sources.extracted import ExtractedSource, is_jsonl, is_parquet
 
 
 # Imported on use: each pulls in its own parser (lxml.html, lxml.etree).
@@ -24,6 +24,7 @@ def _mediawiki_xml(path: Path) -> Source:
     from ptwiki_llm.data.sources.mediawiki_xml import MediaWikiXmlSource as cls
 
     return cls(path)
+
 
 SUPPORTED = (
     "MediaWiki XML dump (*-pages-articles[-multistream].xml[.bz2]), "
@@ -65,7 +66,7 @@ def detect_source(path: Path) -> Source:
         raise FileNotFoundError(f"input not found: {path}")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        if any(_is_parquet(p) or _is_jsonl(p) for p in files):
+        if any(is_parquet(p) or is_jsonl(p) for p in files):
             return ExtractedSource(path)
         if any(p.name.endswith((".ndjson", ".ndjson.gz")) for p in files):
             return _enterprise_html(path)

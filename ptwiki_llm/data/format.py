@@ -13,14 +13,16 @@ import re
 import shutil
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+from pydantic import Field
 
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import FormatConfig
+from ptwiki_llm.data.ingest import iter_articles
 from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.provenance import sha256_file
 
@@ -144,14 +146,6 @@ def completion_examples(article: dict[str, Any], cfg: FormatConfig) -> list[Exam
     return [Example(article["id"], "completion", chunk) for chunk in chunks]
 
 
-def iter_articles(shards: list[Path], exclude_ids: set[int]) -> Iterator[dict[str, Any]]:
-    """Articles shard by shard (one shard in memory at a time), minus the excluded ids."""
-    for shard in shards:
-        for row in pq.read_table(shard, columns=["id", "title", "text", "sections"]).to_pylist():
-            if row["id"] not in exclude_ids:
-                yield row
-
-
 @dataclass(frozen=True)
 class FormatResult:
     out_dir: Path
@@ -169,6 +163,61 @@ class FormatResult:
     def eval_raw_path(self) -> Path:
         """The eval split's articles as cleaned text, no template: what language-model scores are measured on."""
         return self.out_dir / "eval_raw.jsonl"
+
+
+class FileDigest(StepArtifact):
+    """A file the format step wrote: its name in the folder and content hash."""
+
+    path: str
+    sha256: str
+    bytes: int | None = None
+
+
+class ExampleCounts(StepArtifact):
+    train: int
+    eval: int
+
+
+class FormattedData(StepArtifact):
+    """The format step's output: the JSONL splits (paths), their hashes and the counts of summary.json."""
+
+    dir: str
+    train: str
+    eval: str | None = None
+    eval_raw: str | None = None
+    """The eval split's articles as cleaned text (no template): what language-model scores are measured on."""
+    knowledge: str | None = None
+    """The knowledge-injection manifest (knowledge.json), None when data.knowledge.file is off."""
+    knowledge_train: str | None = None
+    dataset_sha256: str | None = None
+    files: dict[str, FileDigest] = Field(default_factory=dict)
+    """By split: train, eval, eval_raw, and knowledge_train when knowledge injection is on."""
+    example_count: ExampleCounts | None = None
+    articles: dict[str, int] = Field(default_factory=dict)
+    estimated_tokens: int | None = None
+
+    def sha256(self, split: str) -> str | None:
+        digest = self.files.get(split)
+        return digest.sha256 if digest else None
+
+    @classmethod
+    def from_summary(cls, folder: Path, summary: dict[str, Any], **fields: Any) -> FormattedData:
+        """The output for ``folder`` and the summary.json document it holds; ``fields`` override what is read."""
+        optional = {name: str(folder / file) if (folder / file).is_file() else None
+                    for name, file in (("eval_raw", "eval_raw.jsonl"), ("knowledge", "knowledge.json"),
+                                       ("knowledge_train", "knowledge_train.jsonl"))}
+        read = {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
+                **optional, "files": summary.get("files", {}), "example_count": summary.get("example_count"),
+                "articles": summary.get("articles", {}), "dataset_sha256": summary.get("dataset_sha256"),
+                "estimated_tokens": summary.get("tokens", {}).get("estimated_total_tokens")}
+        return cls(**{**read, **fields})
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> FormattedData:
+        """The output for a folder the format step wrote, outside the pipeline (``python -m ptwiki_llm.training``)."""
+        summary_path = folder / "summary.json"
+        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+        return cls.from_summary(folder, summary)
 
 
 def format_articles(

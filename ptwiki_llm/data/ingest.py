@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptwiki_llm import __version__
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import IngestConfig
 from ptwiki_llm.data.article import ARTICLE_SCHEMA, SKIPPED_SCHEMA, Article, Skipped
 from ptwiki_llm.data.detect import detect_source
@@ -38,14 +39,38 @@ from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.provenance import git_commit, sha256_file
 
 MANIFEST_NAME = "manifest.json"
+ARTICLE_COLUMNS = ["id", "revision", "title", "url", "text", "sections"]
 SKIPPED_NAME = "skipped.parquet"
 SKIP_BATCH_ROWS = 4096  # skipped rows held before they go to disk
 # set (by the SLURM orchestrator) to the folder of a job array's task outputs: ingest merges them
 TASKS_DIR_ENV = "PTWIKI_INGEST_TASKS_DIR"
 
 
+class IngestCounts(StepArtifact):
+    """Every record read is kept or skipped with a reason: read = kept + sum(skipped)."""
+
+    read: int
+    kept: int
+    skipped: dict[str, int]
+
+
+class IngestResult(StepArtifact):
+    """The ingest step's output: the parquet shards' folder (with manifest.json) and what was kept."""
+
+    dir: str
+    dataset_sha256: str
+    counts: IngestCounts
+    manifest_sha256: str
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.dir) / MANIFEST_NAME
+
+
 @dataclass(frozen=True)
-class IngestResult:
+class IngestRun:
+    """What one ingest call wrote: the folder and its manifest (the whole document)."""
+
     out_dir: Path
     manifest: dict[str, Any]
 
@@ -125,7 +150,7 @@ def ingest(
     cfg: IngestConfig,
     max_articles: int | None = None,
     show_progress: bool = True,
-) -> IngestResult:
+) -> IngestRun:
     """Read ``input_path`` (format detected), write shards and manifest into ``out_dir``.
 
     The output is assembled in a temporary sibling folder and moved into place only when complete,
@@ -194,7 +219,7 @@ def ingest(
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
-    return IngestResult(out_dir=out_dir, manifest=manifest)
+    return IngestRun(out_dir=out_dir, manifest=manifest)
 
 
 def as_rows(results: Iterable[Article | Skipped]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -222,6 +247,21 @@ def _dataset_digest(shards: list[dict[str, Any]]) -> str:
 
 def load_manifest(out_dir: Path) -> dict[str, Any]:
     return json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+
+
+def iter_articles(shards: Sequence[Path], exclude_ids: set[int] | frozenset[int] = frozenset(),
+                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Article rows in shard order, quarantined ids left out, at most ``limit`` of them."""
+    emitted = 0
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=ARTICLE_COLUMNS):
+            for row in batch.to_pylist():
+                if row["id"] in exclude_ids:
+                    continue
+                if limit is not None and emitted >= limit:
+                    return
+                emitted += 1
+                yield row
 
 
 def shard_paths(out_dir: Path) -> list[Path]:

@@ -13,11 +13,14 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm.config import KnowledgeConfig
 from ptwiki_llm.errors import InputError
 from ptwiki_llm.provenance import sha256_file, sha256_json
+
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
 
 SEEN, HELDOUT = "seen", "heldout"
 MANIFEST = "knowledge.json"
@@ -122,9 +125,9 @@ def write_knowledge(path: Path, cfg: KnowledgeConfig, seed: int, out_dir: Path,
     return manifest
 
 
-def read_manifest(formatted: dict[str, Any]) -> dict[str, Any] | None:
+def read_manifest(formatted: FormattedData) -> dict[str, Any] | None:
     """The format step's knowledge manifest, or None when knowledge injection was off."""
-    path = formatted.get("knowledge")
+    path = formatted.knowledge
     if not path or not Path(path).is_file():
         return None
     return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -37,8 +37,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import ValidateConfig
 from ptwiki_llm.data.features import FEATURES_SCHEMA, compute_features
+from ptwiki_llm.data.ingest import IngestCounts
 from ptwiki_llm.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,30 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+class ValidationCounts(IngestCounts):
+    """The ingest counts plus what validation took out: accepted = kept - quarantined."""
+
+    quarantined: int
+    accepted: int
+
+
+class ValidationResult(StepArtifact):
+    """The validate step's output: the ingested shards, the validation folder and what it accepted."""
+
+    articles_dir: str
+    dataset_sha256: str
+    dir: str
+    quarantine: str
+    counts: ValidationCounts
+
+    @property
+    def data_docs_index(self) -> Path:
+        return Path(self.dir) / DATA_DOCS_DIR / "index.html"
+
+    def quarantined_ids(self) -> set[int]:
+        return quarantined_ids(Path(self.dir))
 
 
 class ValidationFailed(UserError):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.errors import PrerequisiteMissingError
+
+if TYPE_CHECKING:
+    from ptwiki_llm.registry import RegisteredAdapter
 
 
 class EvaluationSetupError(PrerequisiteMissingError, RuntimeError):
@@ -38,11 +41,11 @@ class Versions:
     champion: str | None
 
 
-def registry_versions(config: Config, registered: dict[str, Any] | None) -> Versions:
+def registry_versions(config: Config, registered: RegisteredAdapter | None) -> Versions:
     """The challenger (the version the pipeline just registered, else the alias) and the champion."""
     from ptwiki_llm.registry import RegistryError, resolve_version
 
-    challenger = str(registered["version"]) if registered else None
+    challenger = registered.version if registered else None
     if challenger is None:
         try:
             challenger = str(resolve_version(config, config.registry.challenger_alias).version)
@@ -81,7 +84,7 @@ def plan_arms(config: Config, versions: Versions) -> tuple[list[Arm], list[str]]
 def load_arm_model(config: Config, model: str, versions: Versions) -> tuple[Any, Any]:
     """Model and tokenizer of an arm's model, from the model store and the registry only."""
     if model == "base":
-        from ptwiki_llm.models import load_causal_lm
+        from ptwiki_llm.models.runtime import load_causal_lm
 
         return load_causal_lm(config)
     from ptwiki_llm.registry import load_for_inference

@@ -15,7 +15,7 @@ from ptwiki_llm.config import Config
 
 
 def fine_tuning_exposure(config: Config, train_texts: list[str], knowledge_copies: int) -> dict[str, Any]:
-    from ptwiki_llm.models import model_ref, token_counter
+    from ptwiki_llm.models.refs import model_ref, token_counter
 
     train = config.train
     count = token_counter(model_ref(config, "base"), config)

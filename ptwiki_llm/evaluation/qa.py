@@ -18,12 +18,15 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.data.knowledge import HELDOUT, SEEN, KnowledgeFileError, halves_of, read_manifest
 from ptwiki_llm.evaluation.metrics import normalize_answer
 from ptwiki_llm.rag.retrieval_eval import QaItem, first_gold_rank, gold_passages, load_squad, read_squad
+
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
 
 
 class QaFileError(KnowledgeFileError):
@@ -96,7 +99,7 @@ def _offset_stats(data: dict[str, Any], documents: set[int]) -> dict[str, int]:
     return stats
 
 
-def load_knowledge_task(config: Config, formatted: dict[str, Any]) -> QaTask:
+def load_knowledge_task(config: Config, formatted: FormattedData) -> QaTask:
     """The questions of the format step's knowledge documents, a seeded sample per half, with their choices."""
     manifest = read_manifest(formatted)
     if manifest is None:
@@ -175,7 +178,7 @@ def retrieve_for_task(config: Config, task: QaTask, embedder: Any, k: int, recal
     """Index the task's paragraphs (idempotent: chunk ids are deterministic), retrieve for every question with
     the configured mode (``rag.retrieval``), and measure recall@k of vector, BM25 (hybrid with alpha 0) and
     hybrid retrieval on the same questions."""
-    from ptwiki_llm.models import load_tokenizer, model_ref
+    from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.progress import progress_bar
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.index import build_index

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import Config
 from ptwiki_llm.evaluation.arms import (
     Arm,
@@ -24,6 +25,7 @@ from ptwiki_llm.evaluation.arms import (
     plan_arms,
     release_memory,
 )
+from ptwiki_llm.evaluation.bootstrap import Interval
 from ptwiki_llm.evaluation.exposure import fine_tuning_exposure
 from ptwiki_llm.evaluation.gate import Decision, decide
 from ptwiki_llm.evaluation.metrics import answer_in_texts, exact_match, sentence_in_texts, token_f1
@@ -35,6 +37,9 @@ from ptwiki_llm.evaluation.summary import summarize
 from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.rag.generation import Generated, StopRules, generate_answers
 
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
+
 NOTES = (
     "Language-model scores (lm) are on raw text of held-out articles (the eval split, no template); lm_format scores "
     "the templated eval examples and measures the prompt format as much as knowledge.",
@@ -45,6 +50,25 @@ NOTES = (
     "Knowledge-injection QA: questions about documents of which one half (seen) was in the fine-tuning texts and the "
     "other (heldout) was not; both halves are in the RAG index. Arms without RAG answer closed-book.",
 )
+
+
+class EvaluationReport(StepArtifact):
+    """The evaluate step's output: where the report is, every arm's metrics with intervals, the gate's decision."""
+
+    dir: str
+    report: str
+    report_html: str
+    examples: str
+    arms: list[str]
+    metrics: dict[str, dict[str, Interval]]
+    """By arm, then metric: the value and its paired bootstrap interval."""
+    differences: dict[str, dict[str, Interval]]
+    """By pair ("ft - base"), then metric."""
+    items: dict[str, int]
+    gate: Decision
+    versions: Versions
+    timings: dict[str, float]
+    mlflow_run_id: str
 
 
 @dataclass
@@ -63,7 +87,7 @@ def seed_of(config: Config, specific: int | None) -> int:
     return config.seed if specific is None else specific
 
 
-def prepare_items(config: Config, articles: Iterable[dict[str, Any]] | None, formatted: dict[str, Any]) -> EvalItems:
+def prepare_items(config: Config, articles: Iterable[dict[str, Any]] | None, formatted: FormattedData) -> EvalItems:
     """Probes, held-out texts and QA questions: the same for every arm."""
     from ptwiki_llm.training.data import load_splits, raw_heldout_texts, read_texts, seeded_sample
 
@@ -90,7 +114,7 @@ def prepare_items(config: Config, articles: Iterable[dict[str, Any]] | None, for
             raise EvaluationSetupError("the eval split holds no article to score (lm): raise data.format.eval_fraction "
                                        "or use a larger corpus, or leave 'lm' out of evaluation.tasks")
     if "lm_format" in ev.tasks:
-        items.lm_format_texts = seeded_sample(read_texts(Path(formatted["eval"])), ev.lm.format_texts, config.seed)
+        items.lm_format_texts = seeded_sample(read_texts(Path(formatted.eval)), ev.lm.format_texts, config.seed)
     if "qa" in ev.tasks:
         items.qa = load_knowledge_task(config, formatted)
     return items
@@ -272,7 +296,7 @@ class Precision:
 
 def model_precision(model: Any, setting: bool | str) -> Precision:
     """How an arm's model computes: its weights' dtype, and bf16 autocast over float32 weights per ``setting``."""
-    from ptwiki_llm.models import bf16_autocast
+    from ptwiki_llm.models.runtime import bf16_autocast
 
     weight = next(model.parameters())
     dtype = str(weight.dtype).removeprefix("torch.")
@@ -301,7 +325,7 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
             handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
-def run_evaluation(config: Config, *, articles: Iterable[dict[str, Any]] | None, formatted: dict[str, Any],
+def run_evaluation(config: Config, *, articles: Iterable[dict[str, Any]] | None, formatted: FormattedData,
                    versions: Versions, collection: str | None, out_dir: Path, show_progress: bool = True,
                    apply_gate: Callable[[Decision], Decision] | None = None) -> dict[str, Any]:
     """Evaluate every runnable arm; writes per-item rows, summary.json and the report into ``out_dir``.

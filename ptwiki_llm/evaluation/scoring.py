@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ptwiki_llm.training.heldout import _start_token, heldout_metrics
+from ptwiki_llm.training.heldout import heldout_metrics, start_token
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidat
     prefix_ids = _ids(tokenizer, stripped)
     context_ids = _ids(tokenizer, context)
     room = max(0, max_context_tokens - len(prefix_ids) - 1)
-    head = [_start_token(tokenizer), *context_ids[:room], *prefix_ids]
+    head = [start_token(tokenizer), *context_ids[:room], *prefix_ids]
     spans = [_ids(tokenizer, lead_space + candidate) for candidate in candidates]
     return _continuations(model, tokenizer, head, spans, _ids(tokenizer, suffix))
 
@@ -59,7 +59,7 @@ def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidat
 def choice_scores(model: Any, tokenizer: Any, prompt: str, candidates: Sequence[str]) -> list[ClozeScore]:
     """Multiple choice by likelihood: each candidate answer right after the whole ``prompt`` (a question, and for
     RAG arms its passages, in the arm's prompt format); the prompt already fits the model's context."""
-    head = [_start_token(tokenizer), *_ids(tokenizer, prompt)]
+    head = [start_token(tokenizer), *_ids(tokenizer, prompt)]
     return _continuations(model, tokenizer, head, [_ids(tokenizer, c) for c in candidates], [])
 
 

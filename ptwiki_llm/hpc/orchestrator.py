@@ -42,7 +42,7 @@ from ptwiki_llm.hpc.jobscript import (
 )
 from ptwiki_llm.hpc.logs import LogFollower, tail
 from ptwiki_llm.hpc.slurm import PENDING_STATES, JobInfo, SlurmClient, SlurmError
-from ptwiki_llm.provenance import git_commit
+from ptwiki_llm.provenance import SOURCE_ROOT, git_commit
 
 if TYPE_CHECKING:
     from zenml.config.step_configurations import Step
@@ -54,8 +54,6 @@ METADATA_JOB_IDS = "slurm_job_ids"
 METADATA_JOBS_DIR = "slurm_jobs_dir"
 UNKNOWN_JOB_POLLS = 12  # a job neither squeue nor sacct knows for this many polls counts as failed
 SLURM_ERROR_POLLS = 10  # squeue/sacct failing this many polls in a row ends the wait (the jobs run on)
-# The repository: steps/, pipelines/ and ptwiki_llm/ import from here in every job.
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_ENV = dict.fromkeys(OFFLINE_VARS, "1")
 QUIET_ENV = {
     "ZENML_ANALYTICS_OPT_IN": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",

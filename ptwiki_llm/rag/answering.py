@@ -122,7 +122,7 @@ class Answerer:
     def model(self, name: str) -> tuple[Any, Any, bool]:
         """(model, tokenizer, bf16 autocast) of an arm's model, loaded on first use."""
         if name not in self._models:
-            from ptwiki_llm.models import bf16_autocast
+            from ptwiki_llm.models.runtime import bf16_autocast
 
             model, tokenizer = load_arm_model(self.config, name, self.versions)
             weight = next(model.parameters())

@@ -14,23 +14,10 @@ from typing import Any
 import numpy as np
 
 from ptwiki_llm.config import Config, EmbeddingConfig
-from ptwiki_llm.models import bf16_autocast, cpu_has_vnni, model_ref, require_model_dir
+from ptwiki_llm.models.refs import model_ref, require_model_dir
+from ptwiki_llm.models.runtime import bf16_autocast, cpu_has_vnni, pick_device
 from ptwiki_llm.provenance import sha256_json
 from ptwiki_llm.rag.embedding_backend import BackendChoice, choose_backend
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested != "auto":
-        if requested == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("rag.embedding.device is 'cuda' but no CUDA device is visible")
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 class Embedder:
@@ -43,7 +30,7 @@ class Embedder:
         self.name = name
         self.cfg = cfg
         self.model_dir = model_dir
-        self.device = resolve_device(cfg.device)
+        self.device = pick_device(cfg.device, "rag.embedding.device", ("cuda", "mps"))
         # transformers logs a load report for the unused pooler weights of E5; it is noise here.
         logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
         # ... and with that level, transformers 5.24 runs its tensor-parallel plan check, which lists every layer

@@ -61,8 +61,7 @@ def indexed_articles_dir(config: Config) -> Path:
 
 def _candidates(articles_dir: Path, seed: int) -> Iterator[tuple[dict[str, Any], str]]:
     """(article, question) pairs in a seeded order; people first (their questions have short answers)."""
-    from ptwiki_llm.data.ingest import shard_paths
-    from ptwiki_llm.rag.index import iter_articles
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
 
     rows = [r for r in iter_articles(shard_paths(articles_dir)) if r.get("title") and r.get("text")]
     random.Random(seed).shuffle(rows)

@@ -8,35 +8,45 @@ with the same objects (every store write is an upsert by id, so nothing is dupli
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import RagConfig
 from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.rag.chunking import Chunk, Chunker, ChunkStats, unique_chunks
 from ptwiki_llm.rag.embeddings import Embedder
 from ptwiki_llm.rag.stores.base import VectorStore
 
-ARTICLE_COLUMNS = ["id", "revision", "title", "url", "text", "sections"]
+
+class IndexCounts(StepArtifact):
+    articles: int
+    articles_without_chunks: int
+    chunks: int
+    short_dropped: int
+    duplicates_dropped: int
+    already_indexed: int
+    embedded: int
+    written: int
+    store_count: int
+    quarantined_excluded: int
+    store_count_before: int
 
 
-def iter_articles(shards: Sequence[Path], exclude_ids: set[int] | frozenset[int] = frozenset(),
-                  limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """Article rows in shard order, quarantined ids left out, at most ``limit`` of them."""
-    emitted = 0
-    for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=256, columns=ARTICLE_COLUMNS):
-            for row in batch.to_pylist():
-                if row["id"] in exclude_ids:
-                    continue
-                if limit is not None and emitted >= limit:
-                    return
-                emitted += 1
-                yield row
+class RagIndex(StepArtifact):
+    """The index step's output: which collection of which store holds the passages, made how."""
+
+    backend: str
+    collection: str
+    location: str
+    embedder: str
+    dimension: int
+    embedding_precision: str
+    embedding_backend: dict[str, Any]
+    dataset_sha256: str
+    identity: dict[str, Any]
+    counts: IndexCounts
 
 
 @dataclass

@@ -49,7 +49,7 @@ def export_folder(store: Path, name: str, quantization: str, source_weights_sha2
 
 def ensure_onnx_export(model_dir: Path, name: str, store: Path, quantization: str) -> OnnxExport:
     """The ONNX export of the sentence-transformers model in ``model_dir`` in ``store``: made once, then reused."""
-    from ptwiki_llm.models import weights_sha256
+    from ptwiki_llm.models.staging import weights_sha256
 
     source_sha = weights_sha256(model_dir)
     target = export_folder(store, name, quantization, source_sha)

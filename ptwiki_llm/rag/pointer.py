@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.errors import PrerequisiteMissingError
+
+if TYPE_CHECKING:
+    from ptwiki_llm.rag.index import RagIndex
 
 
 class NoIndexError(PrerequisiteMissingError, FileNotFoundError):
@@ -18,10 +21,10 @@ def pointer_path(config: Config) -> Path:
     return config.workdir_path / "rag" / f"current-{config.rag.store.backend}.json"
 
 
-def write_pointer(config: Config, index_result: dict[str, Any]) -> Path:
+def write_pointer(config: Config, index: RagIndex) -> Path:
     path = pointer_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(index_result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(index.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 

@@ -17,23 +17,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from ptwiki_llm.config import Config, load_config
-
-
-def _overrides(pairs: list[str]) -> dict[str, Any]:
-    import yaml
-
-    tree: dict[str, Any] = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return tree
+from ptwiki_llm.overrides import merge, parse_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,26 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--config-json", type=Path, help="a resolved config (what the train step passes)")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--formatted", type=Path, help="the format step's folder (train.jsonl, eval.jsonl)")
-    data.add_argument("--formatted-json", type=Path, help="the format step's output dict as JSON")
+    data.add_argument("--formatted-json", type=Path, help="the format step's output (FormattedData) as JSON")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override")
     parser.add_argument("--mlflow-run-id", help="log into this MLflow run (default: a new 'train' run)")
     parser.add_argument("--pipeline-run-id", help="nest the new MLflow run under this pipeline run")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from ptwiki_llm.models import DeviceUnavailableError, ModelNotStagedError
-    from ptwiki_llm.training.data import TrainingDataError, formatted_from_dir
+    from ptwiki_llm.data.format import FormattedData
+    from ptwiki_llm.models.refs import ModelNotStagedError
+    from ptwiki_llm.models.runtime import DeviceUnavailableError
+    from ptwiki_llm.training.data import TrainingDataError
     from ptwiki_llm.training.settings import TrainingSetupError
     from ptwiki_llm.training.trainer import run_training, world
 
     if args.config_json:
         config = Config.model_validate(json.loads(args.config_json.read_text(encoding="utf-8")))
         if args.sets:
-            config = Config.model_validate(_merge(config.to_dict(), _overrides(args.sets)))
+            config = Config.model_validate(merge(config.to_dict(), parse_overrides(args.sets)))
     else:
-        config = load_config(args.config, _overrides(args.sets))
-    formatted = (json.loads(args.formatted_json.read_text(encoding="utf-8")) if args.formatted_json
-                 else formatted_from_dir(args.formatted))
+        config = load_config(args.config, parse_overrides(args.sets))
+    formatted = (FormattedData.model_validate_json(args.formatted_json.read_text(encoding="utf-8"))
+                 if args.formatted_json else FormattedData.from_folder(args.formatted))
     try:
         if args.mlflow_run_id or world()[0] != 0:
             run_training(config, formatted, args.mlflow_run_id, not args.no_progress)
@@ -76,13 +64,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 if __name__ == "__main__":

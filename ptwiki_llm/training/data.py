@@ -5,24 +5,16 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ptwiki_llm.errors import InputError
+
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
 
 
 class TrainingDataError(InputError, ValueError):
     """The formatted data cannot be trained on as configured."""
-
-
-def formatted_from_dir(folder: Path) -> dict[str, Any]:
-    """The format step's output for a folder it wrote (train.jsonl, eval.jsonl, summary.json), outside the pipeline."""
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
-    optional = {name: str(folder / file) if (folder / file).is_file() else None
-                for name, file in (("eval_raw", "eval_raw.jsonl"), ("knowledge", "knowledge.json"),
-                                   ("knowledge_train", "knowledge_train.jsonl"))}
-    return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
-            **optional, "summary": summary, "dataset_sha256": summary.get("dataset_sha256")}
 
 
 def read_texts(path: Path) -> list[str]:
@@ -50,29 +42,29 @@ def seeded_sample(texts: list[str], limit: int | None, seed: int) -> list[str]:
     return [texts[i] for i in picked]
 
 
-def load_splits(formatted: dict[str, Any], max_train: int | None, max_eval: int | None,
+def load_splits(formatted: FormattedData, max_train: int | None, max_eval: int | None,
                 seed: int) -> tuple[list[str], list[str]]:
     """The seeded train and eval samples; the knowledge-injection documents (format step) join every train sample,
     whatever its size, so the documents called "seen" are in the fine-tuning texts."""
-    train = read_texts(Path(formatted["train"]))
+    train = read_texts(Path(formatted.train))
     if not train:
         raise TrainingDataError(
-            f"the training split {formatted['train']} holds no examples; check the format step's summary "
+            f"the training split {formatted.train} holds no examples; check the format step's summary "
             "(were all articles quarantined or too short?) or point data.source at a larger corpus"
         )
-    evaluation = read_texts(Path(formatted["eval"])) if formatted.get("eval") else []
-    knowledge = read_texts(Path(formatted["knowledge_train"])) if formatted.get("knowledge_train") else []
+    evaluation = read_texts(Path(formatted.eval)) if formatted.eval else []
+    knowledge = read_texts(Path(formatted.knowledge_train)) if formatted.knowledge_train else []
     return seeded_sample(train, max_train, seed) + knowledge, seeded_sample(evaluation, max_eval, seed + 1)
 
 
-def raw_heldout_texts(formatted: dict[str, Any], limit: int | None, max_chars: int | None, seed: int) -> list[str]:
+def raw_heldout_texts(formatted: FormattedData, limit: int | None, max_chars: int | None, seed: int) -> list[str]:
     """A seeded sample of the eval split's articles as cleaned text (no template), each cut at a sentence end."""
     from ptwiki_llm.data.format import truncate_at_sentence
 
-    path = formatted.get("eval_raw")
+    path = formatted.eval_raw
     if not path or not Path(path).is_file():
         raise TrainingDataError(
-            f"the format step's output {formatted.get('dir')} has no eval_raw.jsonl (raw held-out article text); "
+            f"the format step's output {formatted.dir} has no eval_raw.jsonl (raw held-out article text); "
             "re-run the format step (ptwiki-llm data) with this version"
         )
     texts = seeded_sample(read_texts(Path(path)), limit, seed)

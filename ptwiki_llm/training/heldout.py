@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 
-def _start_token(tokenizer: Any) -> int:
+def start_token(tokenizer: Any) -> int:
     probe = tokenizer("a")["input_ids"]
     if tokenizer.bos_token_id is not None and probe and probe[0] == tokenizer.bos_token_id:
         return tokenizer.bos_token_id
@@ -27,7 +27,7 @@ def heldout_metrics(model: Any, tokenizer: Any, texts: list[str], max_length: in
 
     if not texts:
         raise ValueError("no held-out texts to score")
-    start = _start_token(tokenizer)
+    start = start_token(tokenizer)
     device = next(model.parameters()).device
     total_nll, total_tokens, total_bytes = 0.0, 0, 0
     was_training = model.training

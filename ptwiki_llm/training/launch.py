@@ -18,17 +18,20 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.training.preemption import CANCEL_SIGNAL, PREEMPT_SIGNALS, STOP_FILE, stop_exception
-from ptwiki_llm.training.trainer import RESULT_FILE, run_dir_for, run_training
+from ptwiki_llm.training.trainer import RESULT_FILE, TrainResult, run_dir_for, run_training
+
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
 
 logger = logging.getLogger(__name__)
 
 
-def train_adapter(config: Config, formatted: dict[str, Any], mlflow_run_id: str | None = None,
-                  show_progress: bool = True) -> dict[str, Any]:
+def train_adapter(config: Config, formatted: FormattedData, mlflow_run_id: str | None = None,
+                  show_progress: bool = True) -> TrainResult:
     if config.train.num_processes == 1 or "LOCAL_RANK" in os.environ:
         return run_training(config, formatted, mlflow_run_id, show_progress)
     return launch_ranks(config, formatted, mlflow_run_id)
@@ -44,7 +47,7 @@ def torchrun_command(config_file: Path, formatted_file: Path, num_processes: int
     return command
 
 
-def launch_ranks(config: Config, formatted: dict[str, Any], mlflow_run_id: str | None) -> dict[str, Any]:
+def launch_ranks(config: Config, formatted: FormattedData, mlflow_run_id: str | None) -> TrainResult:
     run_dir = run_dir_for(config, formatted)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
@@ -52,7 +55,7 @@ def launch_ranks(config: Config, formatted: dict[str, Any], mlflow_run_id: str |
     with tempfile.TemporaryDirectory(prefix="ptwiki-launch-") as tmp:
         config_file, formatted_file = Path(tmp) / "config.json", Path(tmp) / "formatted.json"
         config_file.write_text(json.dumps(config.to_dict()), encoding="utf-8")
-        formatted_file.write_text(json.dumps(formatted), encoding="utf-8")
+        formatted_file.write_text(formatted.model_dump_json(), encoding="utf-8")
         command = torchrun_command(config_file, formatted_file, config.train.num_processes, mlflow_run_id)
         env = dict(os.environ)
         if "OMP_NUM_THREADS" not in env:  # torchrun would pin 1 thread per rank; share the cores instead
@@ -65,6 +68,7 @@ def launch_ranks(config: Config, formatted: dict[str, Any], mlflow_run_id: str |
             returncode = process.wait()
         finally:
             _restore(forwarded)
+    # rank 0's result.json: a TrainResult when completed, else {status, checkpoint, global_step, signal}
     result_path = run_dir / RESULT_FILE
     result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
     if result and result.get("status") in ("preempted", "cancelled"):
@@ -73,7 +77,7 @@ def launch_ranks(config: Config, formatted: dict[str, Any], mlflow_run_id: str |
     if returncode != 0 or not result or result.get("status") != "completed":
         raise RuntimeError(f"distributed training failed (torchrun exit code {returncode}); see the ranks' "
                            f"output above and {run_dir}")
-    return result
+    return TrainResult.model_validate(result)
 
 
 def _forward_signals(stop_file: Path, received: list[str]) -> dict[int, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ptwiki_llm.config import Config, TrainConfig
 from ptwiki_llm.errors import ConfigError
-from ptwiki_llm.models import bf16_autocast
+from ptwiki_llm.models.runtime import bf16_autocast
 
 # bitsandbytes optimizers; they need CUDA and the bitsandbytes package.
 BNB_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit", "adamw_bnb_8bit", "adamw_8bit", "paged_lion_8bit",

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.provenance import machine_info, package_versions, sha256_json
@@ -28,7 +28,11 @@ from ptwiki_llm.training.preemption import (
     TrainingCancelled,
     latest_checkpoint,
 )
+from ptwiki_llm.training.result import BaseWeights, HeldoutComparison, TrainMetrics, TrainResult
 from ptwiki_llm.training.settings import lora_config, mixed_precision, quantization_config, sft_config
+
+if TYPE_CHECKING:
+    from ptwiki_llm.data.format import FormattedData
 
 logger = logging.getLogger(__name__)
 
@@ -42,42 +46,37 @@ def world() -> tuple[int, int, int]:
             int(os.environ.get("WORLD_SIZE", 1)))
 
 
-def run_key(config: Config, formatted: dict[str, Any], base_manifest: dict[str, Any]) -> str:
+def run_key(config: Config, formatted: FormattedData, base_manifest: dict[str, Any]) -> str:
     """Names the run folder: the same data, base weights and settings resume the same run after a requeue."""
-    summary_files = formatted.get("summary", {}).get("files", {})
     return sha256_json({
         "train": config.train.model_dump(exclude={"resume", "run_dir"}),
         "seed": config.seed,
         "dtype": config.models.dtype,
         "base": base_manifest.get("weights_sha256"),
-        "data": {split: summary_files.get(split, {}).get("sha256") or formatted.get(split)
+        "data": {split: formatted.sha256(split) or getattr(formatted, split)
                  for split in ("train", "eval", "eval_raw", "knowledge_train")},
         "world_size": config.train.num_processes,
     })[:16]
 
 
-def run_dir_for(config: Config, formatted: dict[str, Any]) -> Path:
-    from ptwiki_llm.models import model_weights_dir, stage_manifest
+def run_dir_for(config: Config, formatted: FormattedData) -> Path:
+    from ptwiki_llm.models.staging import model_weights_dir, stage_manifest
 
     model_weights_dir(config)  # stages a local GGUF/folder once, or fails naming `models stage`
     manifest = stage_manifest(config.models.base, config) or {}
     return config.expand(config.train.run_dir) / run_key(config, formatted, manifest)
 
 
-def base_pointer(config: Config) -> dict[str, Any]:
+def base_pointer(config: Config) -> BaseWeights:
     """What the adapter was trained on: the staged folder plus its content hash and origin."""
-    from ptwiki_llm.models import stage_manifest, stored_model_dir
+    from ptwiki_llm.models.staging import stage_manifest, stored_model_dir
 
     ref = config.models.base
     manifest = stage_manifest(ref, config) or {}
-    return {
-        "name": ref.name,
-        "path": str(stored_model_dir(ref, config)),
-        "weights_sha256": manifest.get("weights_sha256"),
-        "hub_id": ref.hub_id,
-        "revision": manifest.get("source", {}).get("revision") or ref.revision,
-        "source": manifest.get("source", {}),
-    }
+    return BaseWeights(name=ref.name, path=str(stored_model_dir(ref, config)),
+                       weights_sha256=manifest.get("weights_sha256"), hub_id=ref.hub_id,
+                       revision=manifest.get("source", {}).get("revision") or ref.revision,
+                       source=manifest.get("source", {}))
 
 
 def hardware(device: str) -> dict[str, Any]:
@@ -92,9 +91,9 @@ def hardware(device: str) -> dict[str, Any]:
     return info
 
 
-def run_training(config: Config, formatted: dict[str, Any], mlflow_run_id: str | None = None,
-                 show_progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) the adapter; returns the result dict (also written to ``run_dir/result.json``).
+def run_training(config: Config, formatted: FormattedData, mlflow_run_id: str | None = None,
+                 show_progress: bool = True) -> TrainResult:
+    """Train (or resume) the adapter; returns the result (also written to ``run_dir/result.json``).
 
     Raises TrainingPreempted (exit code 75) after saving a checkpoint when SIGUSR1 or a STOP file asked it to
     stop, TrainingCancelled (exit code 143, never requeued) when SIGTERM did. Bad input (no GPU for 'cuda',
@@ -102,7 +101,8 @@ def run_training(config: Config, formatted: dict[str, Any], mlflow_run_id: str |
     """
     import torch
 
-    from ptwiki_llm.models import context_length, model_weights_dir, resolve_device, resolve_dtype
+    from ptwiki_llm.models.runtime import context_length, resolve_device, resolve_dtype
+    from ptwiki_llm.models.staging import model_weights_dir
 
     train = config.train
     rank, local_rank, world_size = world()
@@ -131,7 +131,7 @@ class _Run:
     """One training session in one process (rank)."""
 
     config: Config
-    formatted: dict[str, Any]
+    formatted: FormattedData
     run_dir: Path
     device: str
     dtype_name: str
@@ -150,13 +150,13 @@ class _Run:
         return self.run_dir / "checkpoints"
 
     def train(self, args: Any, train_texts: list[str], eval_texts: list[str],
-              watcher: PreemptionWatcher) -> dict[str, Any]:
+              watcher: PreemptionWatcher) -> TrainResult:
         from datasets import Dataset
         from transformers import set_seed
         from transformers.trainer_callback import ProgressCallback
         from trl import SFTTrainer
 
-        from ptwiki_llm.models import load_causal_lm
+        from ptwiki_llm.models.runtime import load_causal_lm
 
         cfg = self.config.train
         set_seed(self.config.seed)
@@ -214,7 +214,7 @@ class _Run:
                               {"base": before, "tuned": after}, {"train": len(train_texts), "eval": len(eval_texts)})
         if self.is_main:
             _finish_logging(self.sink, result, self.run_dir)
-            _write_result(self.run_dir, result)
+            _write_result(self.run_dir, result.model_dump(mode="json"))
         return result
 
     def _continue_log(self, checkpoint: Path | None, resumed_from: int) -> None:
@@ -237,44 +237,29 @@ class _Run:
         return scores
 
     def _result(self, adapter_dir: Path, trainer: Any, output: Any, metrics_cb: MetricsCallback, resumed_from: int,
-                load_seconds: float, heldout: dict[str, Any], examples: dict[str, int]) -> dict[str, Any]:
+                load_seconds: float, heldout: dict[str, Any], examples: dict[str, int]) -> TrainResult:
         tokens, runtime = metrics_cb.tokens_timed, output.metrics.get("train_runtime")
-        files = self.formatted.get("summary", {}).get("files", {})
-        return {
-            "status": "completed",
-            "run_dir": str(self.run_dir),
-            "adapter_dir": str(adapter_dir),
-            "base": base_pointer(self.config),
-            "train": self.formatted["train"],
-            "eval": self.formatted.get("eval"),
-            "dataset_sha256": self.formatted.get("dataset_sha256"),
-            "train_sha256": files.get("train", {}).get("sha256"),
-            "eval_sha256": files.get("eval", {}).get("sha256"),
-            "config_sha256": self.config.digest(),
-            "train_config": self.config.train.model_dump(mode="json"),
-            "device": self.device,
-            "dtype": self.dtype_name,
-            "mixed_precision": mixed_precision(trainer.args),
-            "world_size": self.world_size,
-            "examples": examples,
-            "metrics": {
-                "global_step": trainer.state.global_step,
-                "resumed_from_step": resumed_from,
-                "train_runtime_s": runtime,
-                "train_loss_mean": output.metrics.get("train_loss"),
-                "tokens_this_session": tokens,
-                # optimizer-step time only (no eval, no checkpoint saves)
-                "tokens_per_s": tokens / metrics_cb.step_seconds if metrics_cb.step_seconds else None,
-                "step_time_s": metrics_cb.step_seconds / metrics_cb.steps_timed if metrics_cb.steps_timed else None,
-                # the Trainer's loop wall time, eval and saves included
-                "tokens_per_s_wall": tokens / runtime if runtime else None,
-                "peak_memory_mb": peak_memory_mb(self.device),
-                "model_load_s": load_seconds,
-                "last_eval_loss": _last(trainer.state.log_history, "eval_loss"),
-            },
-            "heldout": heldout,
-            "mlflow_run_id": self.sink.run_id,
-        }
+        metrics = TrainMetrics(
+            global_step=trainer.state.global_step,
+            resumed_from_step=resumed_from,
+            train_runtime_s=runtime,
+            train_loss_mean=output.metrics.get("train_loss"),
+            tokens_this_session=tokens,
+            tokens_per_s=tokens / metrics_cb.step_seconds if metrics_cb.step_seconds else None,
+            step_time_s=metrics_cb.step_seconds / metrics_cb.steps_timed if metrics_cb.steps_timed else None,
+            tokens_per_s_wall=tokens / runtime if runtime else None,
+            peak_memory_mb=peak_memory_mb(self.device),
+            model_load_s=load_seconds,
+            last_eval_loss=_last(trainer.state.log_history, "eval_loss"),
+        )
+        return TrainResult(
+            status="completed", run_dir=str(self.run_dir), adapter_dir=str(adapter_dir),
+            base=base_pointer(self.config), train=self.formatted.train, eval=self.formatted.eval,
+            dataset_sha256=self.formatted.dataset_sha256, train_sha256=self.formatted.sha256("train"),
+            eval_sha256=self.formatted.sha256("eval"), config_sha256=self.config.digest(),
+            train_config=self.config.train.model_dump(mode="json"), device=self.device, dtype=self.dtype_name,
+            mixed_precision=mixed_precision(trainer.args), world_size=self.world_size, examples=examples,
+            metrics=metrics, heldout=HeldoutComparison.model_validate(heldout), mlflow_run_id=self.sink.run_id)
 
 
 def _stop(run_dir: Path, is_main: bool, checkpoint: Path | None, step: int, watcher: PreemptionWatcher) -> None:
@@ -324,21 +309,21 @@ def _log_setup(sink: MlflowSink, config: Config, device: str, dtype_name: str, p
         client.set_tag(sink.run_id, f"hardware.{key}", str(value)[:5000])
 
 
-def _finish_logging(sink: MlflowSink, result: dict[str, Any], run_dir: Path) -> None:
+def _finish_logging(sink: MlflowSink, result: TrainResult, run_dir: Path) -> None:
     if sink.run_id is None:
         return
-    step = result["metrics"]["global_step"]
-    values = {f"train.final.{k}": v for k, v in result["metrics"].items() if isinstance(v, int | float)}
-    for name, scores in result["heldout"].items():
+    step = result.metrics.global_step
+    values = {f"train.final.{k}": v for k, v in result.metrics.model_dump().items() if isinstance(v, int | float)}
+    for name, scores in result.heldout.model_dump().items():
         values.update({f"heldout.{name}.{k}": v for k, v in (scores or {}).items()})
-    if result["heldout"]["base"] and result["heldout"]["tuned"]:
-        values["heldout.perplexity_ratio"] = (result["heldout"]["tuned"]["perplexity"]
-                                              / result["heldout"]["base"]["perplexity"])
+    base, tuned = result.heldout.base, result.heldout.tuned
+    if base and tuned:
+        values["heldout.perplexity_ratio"] = tuned.perplexity / base.perplexity
     sink.metrics(values, step)
     client = sink.client
-    client.log_artifacts(sink.run_id, result["adapter_dir"], "adapter")
+    client.log_artifacts(sink.run_id, result.adapter_dir, "adapter")
     client.log_artifact(sink.run_id, str(run_dir / METRICS_FILE), "train")
-    with _temp_json(result, "result.json") as path:
+    with _temp_json(result.model_dump(mode="json"), "result.json") as path:
         client.log_artifact(sink.run_id, str(path), "train")
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from ptwiki_llm.data.article import ARTICLE_SCHEMA
 from ptwiki_llm.data.features import (
     FEATURES_SCHEMA,
     PORTUGUESE_STOPWORDS,
@@ -22,6 +20,7 @@ from ptwiki_llm.data.features import (
     shard_features,
     text_sha256,
 )
+from tests.data.conftest import write_shard
 
 LISBOA = (
     "Lisboa é a capital e a maior cidade de Portugal, situada na margem norte do estuário do rio Tejo. "
@@ -35,27 +34,6 @@ ENGLISH = (
     "River in Peru. Brazilians call the upper section the Solimões, and the river is known as the "
     "Amazon only after it meets the Rio Negro at Manaus, the largest city on its banks."
 )
-
-
-def write_shard(path: Path, rows: list[tuple[int | None, str | None, str | None]]) -> Path:
-    """A parquet shard in the ingest's schema from (id, title, text) triples."""
-    table = pa.Table.from_pylist(
-        [
-            {
-                "id": i,
-                "revision": 1,
-                "title": title,
-                "url": f"https://pt.wikipedia.org/wiki/{title}",
-                "text": text,
-                "sections": [{"heading": "", "level": 1, "text": text}],
-                "source": "test",
-            }
-            for i, title, text in rows
-        ],
-        schema=ARTICLE_SCHEMA,
-    )
-    pq.write_table(table, path)
-    return path
 
 
 # --- markup ----------------------------------------------------------------------------------

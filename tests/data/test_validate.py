@@ -27,6 +27,7 @@ from ptwiki_llm.data.validate import (
     validate_articles,
     validate_features,
 )
+from tests.data.conftest import write_shard
 
 # Set explicitly so a change of the defaults in config.py does not change what these tests mean.
 CFG = ValidateConfig(
@@ -111,27 +112,6 @@ EXPECTED_QUARANTINE = [
     (20, "", TITLE, "0"),
     (21, "Lisboa (cópia)", DUP, "10"),
 ]
-
-
-def write_shard(path: Path, rows: list[tuple[int | None, str | None, str | None]]) -> Path:
-    """A parquet shard in the ingest's schema from (id, title, text) triples."""
-    table = pa.Table.from_pylist(
-        [
-            {
-                "id": i,
-                "revision": 1,
-                "title": title,
-                "url": f"https://pt.wikipedia.org/wiki/{title}",
-                "text": text,
-                "sections": [{"heading": "", "level": 1, "text": text}],
-                "source": "test",
-            }
-            for i, title, text in rows
-        ],
-        schema=ARTICLE_SCHEMA,
-    )
-    pq.write_table(table, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 
 from ptwiki_llm.config import Config
 from ptwiki_llm.evaluation.arms import EvaluationSetupError, Versions, plan_arms
+from tests.conftest import stage_slice
 from tests.evaluation.test_knowledge import CITIES, _document, squad_file
 from tests.training.conftest import examples, tiny_config, write_formatted
 
@@ -35,9 +36,10 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     from peft import LoraConfig, get_peft_model
 
     from ptwiki_llm.data.knowledge import write_knowledge
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
     from ptwiki_llm.registry import register_adapter
     from ptwiki_llm.stages import index_stage
+    from ptwiki_llm.training.result import HeldoutComparison, TrainMetrics, TrainResult
     from ptwiki_llm.training.trainer import base_pointer
 
     root = tmp_path_factory.mktemp("evaluate")
@@ -57,17 +59,23 @@ def setup(tmp_path_factory, model_store, corpus, asset_folders):
     config.evaluation.rag_k = 2
     config.evaluation.bootstrap.samples = 200
     config.data.format.eval_fraction = 0.3  # enough held-out articles among 40
-    rag_index = index_stage(config, corpus["validated"], show_progress=False)
+    rag_index = index_stage(stage_slice(config, "index"), corpus["validated"], show_progress=False)
     model, _ = load_causal_lm(config)
     peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     adapter = root / "adapter"
     peft.save_pretrained(str(adapter))
-    registered = register_adapter(config, {"status": "completed", "adapter_dir": str(adapter),
-                                           "base": base_pointer(config), "metrics": {}, "heldout": {}})
+    untrained = TrainMetrics(global_step=0, resumed_from_step=0, train_runtime_s=None, train_loss_mean=None,
+                             tokens_this_session=0, tokens_per_s=None, step_time_s=None, tokens_per_s_wall=None,
+                             peak_memory_mb=0.0, model_load_s=0.0, last_eval_loss=None)
+    registered = register_adapter(config, TrainResult(
+        status="completed", run_dir=str(root), adapter_dir=str(adapter), base=base_pointer(config), train="",
+        eval=None, dataset_sha256=None, train_sha256=None, eval_sha256=None, config_sha256=config.digest(),
+        train_config={}, device="cpu", dtype="float32", mixed_precision="no", world_size=1, examples={},
+        metrics=untrained, heldout=HeldoutComparison(), mlflow_run_id=None))
     formatted = write_formatted(root / "formatted", examples(), examples(1))
     write_knowledge(qa_file, config.data.knowledge, config.seed, root / "formatted")
-    formatted.update(knowledge=str(root / "formatted" / "knowledge.json"),
-                     knowledge_train=str(root / "formatted" / "knowledge_train.jsonl"))
+    formatted = formatted.model_copy(update={"knowledge": str(root / "formatted" / "knowledge.json"),
+                                             "knowledge_train": str(root / "formatted" / "knowledge_train.jsonl")})
     return {"config": config, "rag_index": rag_index, "registered": registered, "formatted": formatted,
             "validated": corpus["validated"]}
 
@@ -79,10 +87,11 @@ def test_evaluate_stage_end_to_end(setup):
     from ptwiki_llm.stages import evaluate_stage
 
     config = setup["config"]
-    result = evaluate_stage(config, setup["validated"], setup["formatted"], setup["registered"], setup["rag_index"],
+    result = evaluate_stage(stage_slice(config, "evaluate"), setup["validated"], setup["formatted"],
+                            setup["registered"], setup["rag_index"],
                             pipeline_run_id="pipeline-eval", show_progress=False)
-    out = Path(result["dir"])
-    assert result["arms"] == ["base", "base+rag", "ft", "ft+rag"]  # no champion yet
+    out = Path(result.dir)
+    assert result.arms == ["base", "base+rag", "ft", "ft+rag"]  # no champion yet
     for name in ("report.md", "report.html", "examples.html", "summary.json", "probes.jsonl", "plots/probes.png",
                  "plots/qa.png", "plots/lm.png", "plots/lm_format.png", "items/probes.jsonl", "items/qa.jsonl",
                  "items/lm.jsonl", "items/lm_format.jsonl"):
@@ -90,19 +99,19 @@ def test_evaluate_stage_end_to_end(setup):
     summary = json.loads((out / "summary.json").read_text())
     qa_counts = summary["counts"]["qa"]["qa_v2"]
     assert qa_counts["skipped_unanswerable"] == 1 and qa_counts["offset_mismatches"] == 4
-    assert qa_counts["evaluated_seen"] == 2 and qa_counts["evaluated_heldout"] == 2 and result["items"]["qa"] == 4
-    assert result["items"]["lm"] == 2 and result["items"]["lm_format"] == 2 and result["items"]["probes"] == 4
+    assert qa_counts["evaluated_seen"] == 2 and qa_counts["evaluated_heldout"] == 2 and result.items["qa"] == 4
+    assert result.items["lm"] == 2 and result.items["lm_format"] == 2 and result.items["probes"] == 4
     assert set(summary["retrieval_modes"]) == {"vector", "bm25", "hybrid(alpha=0.75)"}
     assert summary["prompt_formats"] == {"base": "chat", "base+rag": "chat", "ft": "alpaca", "ft+rag": "alpaca"}
 
     # a zero-init adapter computes what the base computes: where the prompts are the same, the scores are too
-    base, ft = result["metrics"]["base"], result["metrics"]["ft"]
+    base, ft = result.metrics["base"], result.metrics["ft"]
     for metric in ("probes.cloze_accuracy", "probes.gold_logprob", "lm.bits_per_byte", "lm_format.bits_per_byte"):
-        assert ft[metric]["value"] == pytest.approx(base[metric]["value"], abs=1e-4), metric
+        assert ft[metric].value == pytest.approx(base[metric].value, abs=1e-4), metric
     for metric in ("qa.mc_accuracy.seen", "qa.mc_accuracy.heldout", "qa.f1.seen", "qa.f1.heldout", "probes.accuracy",
                    "probes.accuracy.heldout"):
-        assert metric in ft and metric in result["metrics"]["ft+rag"], metric
-    rag = result["metrics"]["base+rag"]
+        assert metric in ft and metric in result.metrics["ft+rag"], metric
+    rag = result.metrics["base+rag"]
     assert {"probes.source_in_sources", "probes.answer_in_sources", "qa.recall@1", "qa.answer_in_sources"} <= set(rag)
     probe_rows = [json.loads(line) for line in (out / "items/probes.jsonl").read_text().splitlines()]
     for row in probe_rows:
@@ -112,11 +121,11 @@ def test_evaluate_stage_end_to_end(setup):
     assert all(r["sources"] and r["gold_rank"] is not None for r in rag_rows)  # four paragraphs, two passages each
     assert {r["half"] for r in rows} == {"seen", "heldout"}
 
-    assert result["gate"]["outcome"] == "keep" and not result["gate"]["applied"]
+    assert result.gate.outcome == "keep" and not result.gate.applied
     client = MlflowClient()
-    version = client.get_model_version(config.registry.model_name, setup["registered"]["version"])
+    version = client.get_model_version(config.registry.model_name, setup["registered"].version)
     assert version.tags["ptwiki.gate.outcome"] == "keep"
-    run = client.get_run(result["mlflow_run_id"])
+    run = client.get_run(result.mlflow_run_id)
     assert run.data.tags["ptwiki.step"] == "evaluate" and run.data.tags["ptwiki.gate.outcome"] == "keep"
     assert "eval.base.probes.accuracy" in run.data.metrics and "eval.diff.ft-base.qa.f1.ci_low" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}

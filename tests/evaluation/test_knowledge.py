@@ -59,9 +59,9 @@ def test_seen_documents_join_every_fine_tuning_sample_and_heldout_ones_never(kqa
     texts = examples()
     formatted = write_formatted(tmp_path / "formatted", texts[:-4], texts[-4:])
     manifest = write_knowledge(kqa, KnowledgeConfig(file=str(kqa), max_documents=None, repeats=2), 1,
-                               Path(formatted["dir"]))
-    formatted.update(knowledge=str(Path(formatted["dir"]) / "knowledge.json"),
-                     knowledge_train=str(Path(formatted["dir"]) / "knowledge_train.jsonl"))
+                               Path(formatted.dir))
+    formatted = formatted.model_copy(update={"knowledge": str(Path(formatted.dir) / "knowledge.json"),
+                                             "knowledge_train": str(Path(formatted.dir) / "knowledge_train.jsonl")})
     train, _ = load_splits(formatted, 3, 2, seed=0)  # a sample of 3 wiki examples, then the knowledge texts
     seen = [d for d in manifest["documents"] if d["half"] == SEEN]
     heldout = [d for d in manifest["documents"] if d["half"] == HELDOUT]

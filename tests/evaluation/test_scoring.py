@@ -10,7 +10,7 @@ from ptwiki_llm.rag.answer import generate_batch
 
 @pytest.fixture(scope="module")
 def lm(model_store, tmp_path_factory):
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
     from tests.training.conftest import tiny_config
 
     return load_causal_lm(tiny_config(tmp_path_factory.mktemp("wd"), model_store))
@@ -27,13 +27,13 @@ def _full_logprob(model, tokenizer, ids: list[int], start: int) -> float:
 
 
 def test_cached_scores_equal_a_full_forward(lm):
-    from ptwiki_llm.training.heldout import _start_token
+    from ptwiki_llm.training.heldout import start_token
 
     model, tokenizer = lm
     context, prefix, suffix = "Portugal\nLisboa é a capital de Portugal.\n\n", "A capital de Portugal é ", "."
     scores = cloze_scores(model, tokenizer, context, prefix, ["Lisboa", "Madrid"], suffix, 1024)
     ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    head = [_start_token(tokenizer), *ids(context), *ids(prefix.rstrip())]
+    head = [start_token(tokenizer), *ids(context), *ids(prefix.rstrip())]
     for candidate, score in zip(["Lisboa", "Madrid"], scores, strict=True):
         span = ids(" " + candidate)
         full = head + span + ids(suffix)
@@ -66,7 +66,7 @@ def test_batched_greedy_generation_matches_the_answer_module(lm):
 @pytest.mark.parametrize(("setting", "native", "autocast"), [
     (False, True, False), (True, False, True), ("auto", True, True), ("auto", False, False)])
 def test_precision_of_a_float32_model_follows_the_setting(lm, monkeypatch, setting, native, autocast):
-    import ptwiki_llm.models as models
+    import ptwiki_llm.models.runtime as models
     from ptwiki_llm.evaluation.run import model_precision
 
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ptwiki_llm.hpc import deffile
+from tests.tools import deffile
 
 REPO = Path(__file__).resolve().parents[2]
 SHELL_SCRIPTS = sorted(

@@ -46,6 +46,7 @@ def corpus(tmp_path_factory, asset, asset_folders) -> dict:
     """40 real articles from the staged sample (ingested), and a validation folder quarantining one."""
     from ptwiki_llm.data.ingest import ingest, shard_paths
     from ptwiki_llm.data.sources.base import ConvertOptions
+    from ptwiki_llm.data.validate import ValidationCounts, ValidationResult
 
     source = asset(SAMPLE)
     root = tmp_path_factory.mktemp("corpus")
@@ -58,9 +59,11 @@ def corpus(tmp_path_factory, asset, asset_folders) -> dict:
     validated.mkdir()
     quarantined = rows[1]["id"]
     pq.write_table(pa.table({"id": pa.array([quarantined], pa.int64())}), validated / "quarantine.parquet")
+    counts = ValidationCounts(**result.manifest["counts"], quarantined=1, accepted=len(rows) - 1)
     return {
-        "validated": {"articles_dir": str(root / "articles"), "dir": str(validated),
-                      "dataset_sha256": result.manifest["dataset_sha256"], "counts": {"accepted": len(rows) - 1}},
+        "validated": ValidationResult(articles_dir=str(root / "articles"), dir=str(validated),
+                                      dataset_sha256=result.manifest["dataset_sha256"],
+                                      quarantine=str(validated / "quarantine.parquet"), counts=counts),
         "rows": rows,
         "quarantined": quarantined,
     }

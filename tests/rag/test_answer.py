@@ -19,7 +19,7 @@ def _hit(i: int, text: str, section: str = "") -> Hit:
 
 @pytest.fixture(scope="module")
 def base_tokenizer(asset):
-    from ptwiki_llm.models import load_staged_tokenizer
+    from ptwiki_llm.models.runtime import load_staged_tokenizer
 
     return load_staged_tokenizer(asset(BASE))
 
@@ -63,7 +63,7 @@ def test_budget_is_the_smaller_of_config_and_model_minus_the_answer():
 @pytest.mark.slow
 def test_answer_with_the_base_model_returns_its_sources(asset, asset_folders, tmp_path):
     asset(BASE)
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
     from tests.rag.conftest import make_config
 
     model, tokenizer = load_causal_lm(make_config(tmp_path / "wd", asset_folders))

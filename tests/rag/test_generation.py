@@ -61,7 +61,7 @@ def test_questions_get_the_short_budget():
 @pytest.fixture(scope="module")
 def base_model(asset, asset_folders, tmp_path_factory):
     asset(BASE)
-    from ptwiki_llm.models import load_causal_lm
+    from ptwiki_llm.models.runtime import load_causal_lm
     from tests.rag.conftest import make_config
 
     return load_causal_lm(make_config(tmp_path_factory.mktemp("wd"), asset_folders))

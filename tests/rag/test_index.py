@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ptwiki_llm.rag.index import RagIndex
 from ptwiki_llm.rag.stores import SchemaMismatchError
+from tests.conftest import stage_slice
 from tests.rag.conftest import REPO, make_config
 
 LIMIT = 8  # articles: enough for several write groups, small enough for 2 CPU cores
@@ -22,7 +24,7 @@ RAG = {"embedding": {"device": "cpu", "group_size": 8}}
 def _table(config, result):
     import lancedb
 
-    return lancedb.connect(str(config.expand(config.rag.store.lancedb_uri))).open_table(result["collection"])
+    return lancedb.connect(str(config.expand(config.rag.store.lancedb_uri))).open_table(result.collection)
 
 
 def _expected_ids(rows, quarantined, config, tokenizer):
@@ -40,19 +42,20 @@ def test_index_stage_counts_logs_and_adds_nothing_the_second_time(tmp_path, corp
     from ptwiki_llm.stages import index_stage
 
     config = make_config(tmp_path / "wd", asset_folders, **RAG)
-    first = index_stage(config, corpus["validated"], None, show_progress=False, max_articles=LIMIT)
+    first = index_stage(stage_slice(config, "index"), corpus["validated"], None, show_progress=False,
+                        max_articles=LIMIT)
     expected = _expected_ids(corpus["rows"], corpus["quarantined"], config, e5_tokenizer)
-    counts = first["counts"]
-    assert counts["articles"] == LIMIT and counts["embedded"] == len(expected) == counts["store_count"]
-    assert first["collection"].startswith(f"Ptwiki_{corpus['validated']['dataset_sha256'][:12]}_multilingual_e5")
+    counts = first.counts
+    assert counts.articles == LIMIT and counts.embedded == len(expected) == counts.store_count
+    assert first.collection.startswith(f"Ptwiki_{corpus['validated'].dataset_sha256[:12]}_multilingual_e5")
     table = _table(config, first)
     ids = table.to_arrow()["id"].to_pylist()
     assert set(ids) == expected and len(ids) == len(set(ids))
     assert corpus["quarantined"] not in set(table.to_arrow()["article_id"].to_pylist())
 
     second = index_stage(config, corpus["validated"], None, show_progress=False, max_articles=LIMIT)
-    assert second["counts"]["embedded"] == 0 and second["counts"]["already_indexed"] == len(expected)
-    assert second["counts"]["store_count"] == len(expected)
+    assert second.counts.embedded == 0 and second.counts.already_indexed == len(expected)
+    assert second.counts.store_count == len(expected)
 
     mlflow.set_tracking_uri(config.mlflow_tracking_uri)
     client = MlflowClient()
@@ -61,9 +64,9 @@ def test_index_stage_counts_logs_and_adds_nothing_the_second_time(tmp_path, corp
                               order_by=["attributes.start_time ASC"])
     assert [r.data.metrics["index.embedded"] for r in runs] == [len(expected), 0]
     assert runs[0].data.metrics["index.chunks_per_s"] > 0
-    assert runs[0].data.params["index.collection"] == first["collection"]
+    assert runs[0].data.params["index.collection"] == first.collection
     pointer = json.loads((config.workdir_path / "rag" / "current-lancedb.json").read_text())
-    assert pointer["collection"] == first["collection"]
+    assert pointer["collection"] == first.collection
 
 
 def test_an_embedder_of_another_dimension_is_refused_before_writing(tmp_path, corpus, asset_folders):
@@ -88,7 +91,7 @@ def write_index_job(tmp_path: Path, config, corpus, rag: dict = RAG) -> Path:
     job.write_text(json.dumps({
         "config_file": str(REPO / "configs" / "local.yaml"),
         "overrides": {"workdir": config.workdir, "asset_path": config.asset_path, "rag": rag},
-        "validated": corpus["validated"], "limit": LIMIT,
+        "validated": corpus["validated"].model_dump(mode="json"), "limit": LIMIT,
     }))
     return job
 
@@ -124,8 +127,8 @@ def test_a_run_killed_mid_way_resumes_to_the_same_index(tmp_path, corpus, asset_
     resumed = _start_worker(job)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["counts"]["already_indexed"] >= partial
-    assert result["counts"]["embedded"] == len(expected) - result["counts"]["already_indexed"]
+    result = RagIndex.model_validate_json(out.strip().splitlines()[-1])
+    assert result.counts.already_indexed >= partial
+    assert result.counts.embedded == len(expected) - result.counts.already_indexed
     ids = _table(config, result).to_arrow()["id"].to_pylist()
     assert len(ids) == len(set(ids)) == len(expected) and set(ids) == expected

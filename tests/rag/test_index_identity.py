@@ -102,18 +102,18 @@ def test_a_validation_change_indexes_a_collection_without_the_newly_quarantined(
     revalidated.mkdir()
     pq.write_table(pa.table({"id": pa.array([corpus["quarantined"], newly["id"]], pa.int64())}),
                    revalidated / "quarantine.parquet")
-    second = index_stage(config, {**corpus["validated"], "dir": str(revalidated)}, None, show_progress=False,
-                         max_articles=LIMIT)
+    second = index_stage(config, corpus["validated"].model_copy(update={"dir": str(revalidated)}), None,
+                         show_progress=False, max_articles=LIMIT)
 
-    assert second["collection"] != first["collection"]
-    assert second["identity"]["quarantined_sha256"] != first["identity"]["quarantined_sha256"]
-    assert second["identity"]["dataset_sha256"] == first["identity"]["dataset_sha256"]
-    assert current_collection(config) == second["collection"]  # ask and evaluate now read the new one
+    assert second.collection != first.collection
+    assert second.identity["quarantined_sha256"] != first.identity["quarantined_sha256"]
+    assert second.identity["dataset_sha256"] == first.identity["dataset_sha256"]
+    assert current_collection(config) == second.collection  # ask and evaluate now read the new one
     newly_ids = _article_chunk_ids(newly, config, e5_tokenizer)
     assert newly_ids
     with open_store(config) as store:
         for result, held in ((first, newly_ids), (second, set())):
-            store.open(CollectionSpec(result["collection"], result["dimension"], result["embedder"]), create=False)
+            store.open(CollectionSpec(result.collection, result.dimension, result.embedder), create=False)
             assert store.existing_ids(sorted(newly_ids)) == held
-            assert store.count() == result["counts"]["store_count"]
-            store.drop(result["collection"])
+            assert store.count() == result.counts.store_count
+            store.drop(result.collection)

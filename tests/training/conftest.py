@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ptwiki_llm.config import Config, load_config
-from ptwiki_llm.data.format import render
+from ptwiki_llm.data.format import FormattedData, render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def examples(copies: int = 3) -> list[str]:
     return texts
 
 
-def write_formatted(folder: Path, train: list[str], evaluation: list[str]) -> dict[str, Any]:
+def write_formatted(folder: Path, train: list[str], evaluation: list[str]) -> FormattedData:
     """A format step's output: train/eval examples, and eval_raw (the eval examples' answers: untemplated text)."""
     folder.mkdir(parents=True, exist_ok=True)
     raw = [text.rsplit("### Resposta:\n", 1)[-1] for text in evaluation]
@@ -50,14 +50,13 @@ def write_formatted(folder: Path, train: list[str], evaluation: list[str]) -> di
     summary = {"files": {name: {"path": f"{name}.jsonl", "sha256": sha256_file(folder / f"{name}.jsonl")}
                          for name in ("train", "eval", "eval_raw")}}
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    return {"dir": str(folder), "train": str(folder / "train.jsonl"), "eval": str(folder / "eval.jsonl"),
-            "eval_raw": str(folder / "eval_raw.jsonl"), "summary": summary, "dataset_sha256": "d" * 64}
+    return FormattedData.from_summary(folder, summary, dataset_sha256="d" * 64)
 
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory, asset) -> Path:
     """The GGUF converted once for the whole session (about 10 s)."""
-    from ptwiki_llm.models import stage_model
+    from ptwiki_llm.models.staging import stage_model
 
     asset("models/smollm2-135m-instruct-gguf")
     store = tmp_path_factory.mktemp("model-store")
@@ -79,6 +78,6 @@ def tiny_config(workdir: Path, store: Path, **train: Any) -> Config:
 
 
 @pytest.fixture
-def formatted(tmp_path) -> dict[str, Any]:
+def formatted(tmp_path) -> FormattedData:
     texts = examples()
     return write_formatted(tmp_path / "formatted", texts[:-4], texts[-4:])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptwiki_llm.models import DeviceUnavailableError
+from ptwiki_llm.models.runtime import DeviceUnavailableError
 from ptwiki_llm.training.data import TrainingDataError
 from ptwiki_llm.training.settings import TrainingSetupError
 from ptwiki_llm.training.trainer import run_training

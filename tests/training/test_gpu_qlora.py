@@ -68,13 +68,13 @@ def test_qlora_two_steps_stop_after_one_then_resume(cuda, tmp_path, monkeypatch)
 
     monkeypatch.setattr(preemption.PreemptionCallback, "on_step_end", on_step_end)
     result = run_training(config, formatted, None, show_progress=False)
-    metrics = result["metrics"]
-    assert result["status"] == "completed" and result["device"] == "cuda"
-    assert (result["dtype"], result["mixed_precision"]) == ("bfloat16", "bf16")
-    assert (metrics["resumed_from_step"], metrics["global_step"]) == (1, 2)
-    assert metrics["peak_memory_mb"] > 0 and metrics["tokens_this_session"] > 0
-    assert (Path(result["adapter_dir"]) / "adapter_model.safetensors").is_file()
+    metrics = result.metrics
+    assert result.status == "completed" and result.device == "cuda"
+    assert (result.dtype, result.mixed_precision) == ("bfloat16", "bf16")
+    assert (metrics.resumed_from_step, metrics.global_step) == (1, 2)
+    assert metrics.peak_memory_mb > 0 and metrics.tokens_this_session > 0
+    assert (Path(result.adapter_dir) / "adapter_model.safetensors").is_file()
     losses = [e["step"] for e in read_log(run_dir / METRICS_FILE) if "train.loss" in e]
     assert losses == [1, 2]  # the log continues across the resume
-    heldout = result["heldout"]
-    assert heldout["base"]["tokens"] == heldout["tuned"]["tokens"] > 0  # perplexity of the 4-bit model too
+    heldout = result.heldout
+    assert heldout.base.tokens == heldout.tuned.tokens > 0  # perplexity of the 4-bit model too

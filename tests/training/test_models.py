@@ -8,14 +8,9 @@ import math
 import pytest
 
 from ptwiki_llm.config import ModelRef
-from ptwiki_llm.models import (
-    STAGE_MANIFEST,
-    ModelNotStagedError,
-    load_causal_lm,
-    model_weights_dir,
-    stage_manifest,
-    stage_model,
-)
+from ptwiki_llm.models.refs import ModelNotStagedError
+from ptwiki_llm.models.runtime import load_causal_lm
+from ptwiki_llm.models.staging import STAGE_MANIFEST, model_weights_dir, stage_manifest, stage_model
 from ptwiki_llm.training.heldout import heldout_metrics
 from tests.training.conftest import tiny_config
 

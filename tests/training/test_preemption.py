@@ -22,7 +22,7 @@ STEPS = 12
 
 def _start(config, formatted, tmp: Path) -> subprocess.Popen:
     (tmp / "config.json").write_text(json.dumps(config.to_dict()))
-    (tmp / "formatted.json").write_text(json.dumps(formatted))
+    (tmp / "formatted.json").write_text(formatted.model_dump_json())
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     return subprocess.Popen(
         [sys.executable, "-m", "ptwiki_llm.training", "--config-json", str(tmp / "config.json"),

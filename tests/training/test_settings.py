@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ptwiki_llm.config import load_config
-from ptwiki_llm.models import DeviceUnavailableError, resolve_device
+from ptwiki_llm.data.format import FormattedData
+from ptwiki_llm.models.runtime import DeviceUnavailableError, resolve_device
 from ptwiki_llm.training import settings
 from ptwiki_llm.training.data import TrainingDataError, check_sequence_length, load_splits, seeded_sample
 from ptwiki_llm.training.settings import TrainingSetupError
@@ -79,7 +80,7 @@ def test_cpu_training_arguments_build_a_real_sft_config(tmp_path):
 @pytest.mark.parametrize(("native", "setting", "expected"), [
     (True, "auto", True), (False, "auto", False), (False, "on", True), (True, "off", False), (False, True, True)])
 def test_cpu_bf16_autocast_follows_the_hardware_unless_set(monkeypatch, tmp_path, native, setting, expected):
-    import ptwiki_llm.models as models
+    import ptwiki_llm.models.runtime as models
 
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native)
     args = settings.sft_config(_preset("local.yaml", train={"bf16_autocast": setting}), tmp_path, "cpu", "float32")
@@ -95,7 +96,7 @@ def test_precision_flags_keep_half_weights_in_their_dtype():
 
 
 def test_bf16_autocast_is_never_automatic_on_mps():
-    from ptwiki_llm.models import bf16_autocast
+    from ptwiki_llm.models.runtime import bf16_autocast
 
     assert bf16_autocast("auto", "mps") is False and bf16_autocast(True, "mps") is True
 
@@ -150,12 +151,13 @@ def test_empty_training_set_is_an_error(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n", encoding="utf-8")
     (tmp_path / "eval.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
     with pytest.raises(TrainingDataError, match="holds no examples"):
-        load_splits({"train": str(tmp_path / "train.jsonl"), "eval": str(tmp_path / "eval.jsonl")}, None, None, 1)
+        load_splits(FormattedData(dir=str(tmp_path), train=str(tmp_path / "train.jsonl"),
+                                  eval=str(tmp_path / "eval.jsonl")), None, None, 1)
 
 
 def test_missing_split_names_the_format_step(tmp_path):
     with pytest.raises(TrainingDataError, match="run the format step"):
-        load_splits({"train": str(tmp_path / "nope.jsonl")}, None, None, 1)
+        load_splits(FormattedData(dir=str(tmp_path), train=str(tmp_path / "nope.jsonl")), None, None, 1)
 
 
 def test_sequence_length_above_context():

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from ptwiki_llm import registry
 from ptwiki_llm.config import ModelRef
 from ptwiki_llm.stages import register_stage, train_stage
+from tests.conftest import stage_slice
 from tests.training.conftest import examples, tiny_config, write_formatted
 
 
@@ -29,12 +30,12 @@ def config(workdir, model_store):
 def trained(config, workdir):
     texts = examples()
     formatted = write_formatted(workdir / "formatted", texts[:-4], texts[-4:])
-    return train_stage(config, formatted, pipeline_run_id="pipeline-1", show_progress=False)
+    return train_stage(stage_slice(config, "train"), formatted, pipeline_run_id="pipeline-1", show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def registered(config, trained):
-    return register_stage(config, trained, pipeline_run_id="pipeline-1")
+    return register_stage(stage_slice(config, "register"), trained, pipeline_run_id="pipeline-1")
 
 
 def _client(config):
@@ -47,20 +48,20 @@ def _client(config):
 
 
 def test_train_stage_result(trained, config):
-    assert trained["status"] == "completed" and trained["metrics"]["global_step"] == 3
-    adapter = Path(trained["adapter_dir"])
+    assert trained.status == "completed" and trained.metrics.global_step == 3
+    adapter = Path(trained.adapter_dir)
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
     assert not (adapter / "model.safetensors").exists()
-    assert trained["base"]["name"] == config.models.base.name and len(trained["base"]["weights_sha256"]) == 64
-    base, tuned = trained["heldout"]["base"], trained["heldout"]["tuned"]
-    assert base["tokens"] == tuned["tokens"] > 0
-    assert tuned["perplexity"] != base["perplexity"]  # the adapter changed the model
-    assert trained["metrics"]["tokens_per_s"] > 0 and trained["metrics"]["peak_memory_mb"] > 100
+    assert trained.base.name == config.models.base.name and len(trained.base.weights_sha256) == 64
+    base, tuned = trained.heldout.base, trained.heldout.tuned
+    assert base.tokens == tuned.tokens > 0
+    assert tuned.perplexity != base.perplexity  # the adapter changed the model
+    assert trained.metrics.tokens_per_s > 0 and trained.metrics.peak_memory_mb > 100
 
 
 def test_mlflow_has_curves_settings_and_hardware(trained, config):
     client = _client(config)
-    run = client.get_run(trained["mlflow_run_id"])
+    run = client.get_run(trained.mlflow_run_id)
     assert run.data.tags["ptwiki.step"] == "train" and "mlflow.parentRunId" in run.data.tags
     history = client.get_metric_history(run.info.run_id, "train.loss")
     assert [m.step for m in history] == [1, 2, 3]
@@ -78,19 +79,19 @@ def test_mlflow_has_curves_settings_and_hardware(trained, config):
 
 
 def test_register_logs_only_the_adapter_with_lineage(registered, trained, config):
-    assert registered["version"] == "1" and registered["alias"] == "challenger"
-    files = registered["artifacts"]
+    assert registered.version == "1" and registered.alias == "challenger"
+    files = registered.artifacts
     assert "peft/adapter_model.safetensors" in files and "components/tokenizer/tokenizer.json" in files
     assert not [f for f in files if f.endswith(("model.safetensors", ".bin")) and not f.startswith("peft/")]
     client = _client(config)
     version = client.get_model_version_by_alias(config.registry.model_name, "challenger")
     tags = version.tags
-    assert tags["ptwiki.dataset_sha256"] == trained["dataset_sha256"]
-    assert tags["ptwiki.train_sha256"] == trained["train_sha256"]
-    assert tags["ptwiki.train_config_sha256"] == trained["config_sha256"]
-    assert tags["ptwiki.base.weights_sha256"] == trained["base"]["weights_sha256"]
+    assert tags["ptwiki.dataset_sha256"] == trained.dataset_sha256
+    assert tags["ptwiki.train_sha256"] == trained.train_sha256
+    assert tags["ptwiki.train_config_sha256"] == trained.config_sha256
+    assert tags["ptwiki.base.weights_sha256"] == trained.base.weights_sha256
     assert tags["ptwiki.base.hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert "ptwiki.git_commit" in tags and tags["ptwiki.train_run_id"] == trained["mlflow_run_id"]
+    assert "ptwiki.git_commit" in tags and tags["ptwiki.train_run_id"] == trained.mlflow_run_id
     requirements = Path(registry.download_adapter(config, version) / "requirements.txt").read_text()
     assert "peft==" in requirements and "torchvision" not in requirements
 
@@ -102,14 +103,14 @@ def test_load_for_inference_generates_offline(registered, config, monkeypatch):
     batch = tokenizer(["### Instrução:\nExplique o que é Lisboa.\n\n### Resposta:\n"], return_tensors="pt")
     out = model.generate(**batch, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == batch["input_ids"].shape[1] + 4
-    same, _ = registry.load_for_inference(config, registered["version"])
+    same, _ = registry.load_for_inference(config, registered.version)
     assert same.peft_config["default"].r == config.train.lora.r
 
 
 def test_promotion_moves_champion_and_records_why(registered, trained, config):
     first = registry.promote(config, "challenger", "lower held-out perplexity than the base")
     assert first == {**first, "version": "1", "previous": ""}
-    second_version = register_stage(config, trained)["version"]  # the same adapter again, as version 2
+    second_version = register_stage(config, trained).version  # the same adapter again, as version 2
     record = registry.promote(config, second_version, "re-registered")
     assert record["previous"] == "1"
     shown = registry.show_version(config, "champion")
@@ -146,8 +147,7 @@ def test_adapter_for_another_base_is_refused(registered, config):
 
 
 def test_adapter_for_other_weights_of_the_same_name_is_refused(trained, config):
-    altered = json.loads(json.dumps(trained))
-    altered["base"]["weights_sha256"] = "0" * 64
+    altered = trained.model_copy(update={"base": trained.base.model_copy(update={"weights_sha256": "0" * 64})})
     with pytest.raises(registry.BaseModelMismatchError, match="re-stage the original weights"):
         registry.register_adapter(config, altered)
 
@@ -157,4 +157,4 @@ def test_register_runs_on_a_cpu_node_for_a_gpu_preset(trained, config):
     """The register step is a CPU job on the cluster: it must not need the GPU the training used."""
     gpu_preset = config.model_copy(deep=True)
     gpu_preset.models.device = "cuda"
-    assert int(register_stage(gpu_preset, trained)["version"]) >= 2
+    assert int(register_stage(gpu_preset, trained).version) >= 2

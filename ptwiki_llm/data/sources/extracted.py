@@ -34,11 +34,11 @@ PARQUET_SUFFIXES = (".parquet",)
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".json")
 
 
-def _is_parquet(path: Path) -> bool:
+def is_parquet(path: Path) -> bool:
     return path.name.endswith(PARQUET_SUFFIXES)
 
 
-def _is_jsonl(path: Path) -> bool:
+def is_jsonl(path: Path) -> bool:
     return path.name.endswith(JSONL_SUFFIXES)
 
 
@@ -47,7 +47,7 @@ class ExtractedSource(Source):
 
     def files(self) -> list[Path]:
         if self.path.is_dir():
-            found = sorted(p for p in self.path.rglob("*") if p.is_file() and (_is_parquet(p) or _is_jsonl(p)))
+            found = sorted(p for p in self.path.rglob("*") if p.is_file() and (is_parquet(p) or is_jsonl(p)))
             if not found:
                 raise EmptyInputError(self.path, "folder holds no .parquet or .jsonl files")
             return found
@@ -56,7 +56,7 @@ class ExtractedSource(Source):
     def records(self) -> Iterator[RawRecord]:
         produced = 0
         for path in self.files():
-            reader = self._parquet_records if _is_parquet(path) else self._jsonl_records
+            reader = self._parquet_records if is_parquet(path) else self._jsonl_records
             for record in reader(path):
                 produced += 1
                 yield record

@@ -6,7 +6,8 @@ given twice, a ``{{ VAR }}`` with no default in ``%arguments``, a ``%files`` sou
 (relative to the build directory, the repository root), and no ``%test`` or ``%labels``. ``%post`` and
 ``%test`` are also syntax-checked with ``bash -n``.
 
-``python -m ptwiki_llm.hpc.deffile apptainer/*.def`` prints the problems and exits non-zero on any.
+``python -m tests.tools.deffile apptainer/*.def`` (from the repository root) prints the problems and exits
+non-zero on any.
 """
 
 from __future__ import annotations
