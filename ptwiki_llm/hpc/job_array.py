@@ -82,9 +82,9 @@ def submit_tasks(client: SlurmClient, base: JobSpec, environment: dict[str, str]
 
 def run_ingest_task(spec: Mapping[str, Any], task: int) -> dict[str, Any]:
     from ptwiki_llm.assets import resolve_data_source
+    from ptwiki_llm.config_slice import config_from_stage
     from ptwiki_llm.data.ingest_tasks import run_task
     from ptwiki_llm.data.sources.base import ConvertOptions
-    from ptwiki_llm.config_slice import config_from_stage
 
     config = config_from_stage(dict(spec["config"]))
     ingest = config.data.ingest
