@@ -40,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_workdir_arguments(parser)
     parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--shared-machine", action="store_true",
+                        help="say in the result that other work ran on the machine during the measurement")
     args = parser.parse_args()
 
     from ptwiki_llm.rag.answering import Answerer
@@ -79,13 +81,15 @@ def main() -> None:
                "compare_p50_s": statistics.median(compare), "compare_p90_s": _p(compare, 0.9),
                "cold_load_s": round(cold_s, 1), "arms": [a.name for a in arms], "questions": len(rows),
                "not_found": sum(r["not_found"] for r in rows)}
-    out = {"benchmark": "answer_latency", "machine": machine, "workdir": args.workdir, "summary": summary,
+    out = {"benchmark": "answer_latency", "machine": machine, "workdir": args.workdir,
+           "shared_machine": args.shared_machine, "summary": summary,
            "rows": rows}
     lines = [
         "# Warm latency of `ask --rag` and `compare`", "",
-        f"{machine['date_utc']}; {describe_machine(machine)}. **The machine was shared** with other engineers' "
-        "tests and pipelines while this ran (load average well above the 2 cores), so these are upper bounds "
-        "for an idle machine of this kind.", "", *([args.note, ""] if args.note else []),
+        f"{machine['date_utc']}; {describe_machine(machine)}."
+        + (" **The machine was shared** with other work while this ran, so these are upper bounds for an idle "
+           "machine of this kind." if args.shared_machine else " Nothing else ran on the machine."),
+        "", *([args.note, ""] if args.note else []),
         f"One Answerer loads {', '.join(dict.fromkeys(a.model for a in arms))}, the retriever and the embedder "
         f"once: **{summary['cold_load_s']} s** (cold). Then {len(rows)} questions "
         f"({len(examples)} from `ask --examples`, the rest off the sample's topics; {summary['not_found']} of "

@@ -44,7 +44,9 @@ def _rates(generated: list[Any]) -> dict[str, float]:
             "mean_chars": sum(len(g.raw) for g in generated) / n}
 
 
-def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, rag: bool, setting: str) -> tuple[list, list]:
+def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, arm: Any, setting: str) -> tuple[list, list]:
+    """The prompts of one arm: the evaluation's own (its prompt format, budget and passages), or as `ask` asks."""
+    from ptwiki_llm.evaluation.prompts import arm_format, arm_prompt
     from ptwiki_llm.rag.answer import build_prompt, context_budget, render_prompt
 
     ev = config.evaluation
@@ -56,17 +58,26 @@ def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, rag: bool, 
             update={"max_new_tokens": FORMER_MAX_NEW_TOKENS})
     budget = context_budget(model, answer_cfg)
     prompts, questions = [], []
-    for task in items.qa:
-        retrieval = items.qa_retrieval[task.name]
-        for item in task.items:
-            question = f"{item.question}\n{ev.qa.instruction}".strip() if setting == "evaluation" else item.question
-            if rag:
-                prompt, _, _ = build_prompt(tokenizer, question, retrieval.hits[item.qid][:k], budget, answer_cfg)
-            else:
-                prompt = render_prompt(tokenizer, question, [])
-            prompts.append(prompt)
-            questions.append(question)
+    for item in items.qa.items:
+        hits = items.qa_retrieval.hits[item.qid][:k] if arm.rag else []
+        if setting == "evaluation":
+            question = f"{item.question}\n{ev.qa.instruction}".strip()
+            prompt, _ = arm_prompt(arm_format(config, arm), tokenizer, question, hits, budget, answer_cfg)
+        else:
+            question = item.question
+            prompt = (build_prompt(tokenizer, question, hits, budget, answer_cfg)[0] if arm.rag
+                      else render_prompt(tokenizer, question, []))
+        prompts.append(prompt)
+        questions.append(question)
     return prompts, questions
+
+
+def _formatted_dir(config: Config) -> Path:
+    """The format step's folder the workdir's last evaluation read (newest summary.json under data/formatted)."""
+    found = sorted((config.data_dir / "formatted").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SystemExit(f"no formatted data under {config.data_dir / 'formatted'}: run `ptwiki-llm run` first")
+    return found[-1].parent
 
 
 def main() -> None:
@@ -74,12 +85,15 @@ def main() -> None:
     add_workdir_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--name", default="loop_echo", help="results file name under benchmarks/results/")
+    parser.add_argument("--settings", nargs="+", choices=("evaluation", "ask"), default=["evaluation", "ask"],
+                        help="which prompts to measure (ask, with 200 new tokens before, is the slow one)")
     args = parser.parse_args()
 
     import torch
 
+    from ptwiki_llm.data.format import FormattedData
     from ptwiki_llm.evaluation.arms import load_arm_model, plan_arms, registry_versions, release_memory
-    from ptwiki_llm.evaluation.qa import load_qa_task, resolve_qa_files
+    from ptwiki_llm.evaluation.qa import load_knowledge_task
     from ptwiki_llm.evaluation.run import EvalItems, model_precision, retrieve
     from ptwiki_llm.rag.generation import StopRules, generate_answers
 
@@ -90,7 +104,8 @@ def main() -> None:
     ev, answer = config.evaluation, config.rag.answer
     versions = registry_versions(config, None)
     arms, notes = plan_arms(config, versions)
-    items = EvalItems(qa=[load_qa_task(path, ev.qa.max_questions, config.seed) for path in resolve_qa_files(config)])
+    formatted = FormattedData.from_folder(_formatted_dir(config))
+    items = EvalItems(qa=load_knowledge_task(config, formatted))
     retrieve(config, items, None, show_progress=False)
     stops = tuple(answer.stop_strings)
     settings = {
@@ -106,7 +121,9 @@ def main() -> None:
         precision = model_precision(model, ev.bf16_autocast)
         for arm in (a for a in arms if a.model == model_name):
             for (setting, when), rules in settings.items():
-                prompts, questions = _prompts(config, tokenizer, model, items, arm.rag, setting)
+                if setting not in args.settings:
+                    continue
+                prompts, questions = _prompts(config, tokenizer, model, items, arm, setting)
                 started = time.perf_counter()
                 generated = []
                 with torch.autocast(precision.device, dtype=torch.bfloat16, enabled=precision.autocast):
@@ -125,12 +142,12 @@ def main() -> None:
     machine = benchmark_machine("ptwiki-llm", "torch", "transformers", "peft")
     out = {"benchmark": "loop_echo", "machine": machine, "workdir": args.workdir,
            "versions": {"challenger": versions.challenger, "champion": versions.champion}, "notes": notes,
-           "qa_items": {t.name: len(t.items) for t in items.qa}, "results": results, "examples": examples}
+           "qa_items": {items.qa.name: len(items.qa.items)}, "results": results, "examples": examples}
     counts = ", ".join(f"{name}: {count}" for name, count in out["qa_items"].items())
     lines = [
         "# Answers that loop or echo the question: before and after the stop rules", "",
-        f"{machine['date_utc']}; {describe_machine(machine)}; the machine was shared with other work (times are "
-        f"not speed measurements). Default workdir (`ptwiki-llm run`, configs/local.yaml): ft = challenger "
+        f"{machine['date_utc']}; {describe_machine(machine)}; times are not speed measurements (the machine may "
+        f"have been shared). Default workdir (`ptwiki-llm run`, configs/local.yaml): ft = challenger "
         f"v{versions.challenger}. Items: the evaluation's QA items ({counts} "
         "questions), greedy decoding. loop = the generated text repeats a line, sentence or 5-word run; echo = "
         "what is shown only restates the question (shown as \"(no answer)\"); no answer = nothing left to show.",
@@ -143,9 +160,11 @@ def main() -> None:
                      f"{r['echo']:.0%} | **{r['loop_or_echo']:.0%}** | {r['no_answer']:.0%} | "
                      f"{r['mean_chars']:.0f} |")
     lines += ["", "evaluation = the evaluation's prompts (question + \"" + ev.qa.instruction + "\", "
-              f"{ev.rag_k} passages) and budget; ask = the question alone as `ask`/`compare` prompt it "
+              f"{ev.rag_k or config.rag.retrieval.k} passages, each arm in its prompt format) and budget; ask = "
+              "the question alone as `ask`/`compare` prompt it "
               f"({config.rag.retrieval.k} passages), {FORMER_MAX_NEW_TOKENS} tokens before, "
-              f"{answer.question_max_new_tokens} after. Per-arm examples (first 5 items): loop_echo.json."]
+              f"{answer.question_max_new_tokens} after. Measured here: {', '.join(args.settings)}. Per-arm examples "
+              "(first 5 items): loop_echo.json."]
     write_results(args.name, out, "\n".join(lines) + "\n")
 
 

@@ -74,6 +74,35 @@ def registry_state(config: Config) -> dict[str, Any]:
             "aliases": {alias: str(version) for alias, version in sorted((model.aliases or {}).items())}}
 
 
+def _registry_state_file(config: Config) -> Path:
+    return config.workdir_path / "models" / "registry-state.json"
+
+
+def registry_cache_state(config: Config) -> dict[str, Any]:
+    """The registry state for register's and evaluate's cache keys.
+
+    The run's own register and evaluate move aliases (a new challenger, a promoted champion); a registry
+    exactly as the last run left it keeps that run's key, so an unchanged re-run is served from the cache.
+    Any other state (an alias moved by hand, a reset registry) gets a key never used before: a reset
+    registry looks like the empty one of the first run, whose cached register output names a version that
+    is gone.
+    """
+    current = registry_state(config)
+    path = _registry_state_file(config)
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("after") == current:
+            return saved["key"]
+    return {**current, "token": uuid4().hex}
+
+
+def record_registry_state(config: Config, key: dict[str, Any]) -> None:
+    """After a run that evaluated: remember the registry as it left it, and the key evaluate ran under."""
+    path = _registry_state_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"after": registry_state(config), "key": key}, sort_keys=True), encoding="utf-8")
+
+
 def recorded_index(config: Config) -> dict[str, Any] | None:
     """The last index run's record (``ptwiki-llm evaluate`` queries its collection), None when there is none."""
     from ptwiki_llm.rag.pointer import pointer_path

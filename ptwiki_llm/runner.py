@@ -14,8 +14,9 @@ from ptwiki_llm.cache_keys import (
     export_locations,
     index_cache_state,
     record_index_state,
+    record_registry_state,
     recorded_index,
-    registry_state,
+    registry_cache_state,
 )
 from ptwiki_llm.config import Config
 from ptwiki_llm.config_slice import STAGE_SECTIONS, config_for_stage
@@ -55,10 +56,10 @@ def run_pipeline(config: Config, which: str = "full", *, detach: bool = False, *
     export_locations(config)  # service URLs reach the steps by environment, outside their cache keys
     stage_configs = {stage: config_for_stage(config, stage) for stage in STAGE_SECTIONS}
     if which in ("full", "evaluate"):  # the registry: state outside the config register/evaluate depend on
-        registry = registry_state(config)
-        stage_configs["register"][EXTERNAL_STATE] = {"registry_created": registry["created"]}
-        stage_configs["evaluate"][EXTERNAL_STATE] = {"registry_created": registry["created"],
-                                                     "aliases": registry["aliases"]}
+        registry = registry_cache_state(config)
+        stage_configs["register"][EXTERNAL_STATE] = {"registry_created": registry["created"],
+                                                     "token": registry["token"]}
+        stage_configs["evaluate"][EXTERNAL_STATE] = {"registry": registry}
         if which == "evaluate":  # without an index step, evaluate reads the last index recorded
             stage_configs["evaluate"][EXTERNAL_STATE]["index"] = recorded_index(config)
     if which in ("full", "index"):  # the vector store's contents: index's output depends on them
@@ -102,6 +103,8 @@ def run_pipeline(config: Config, which: str = "full", *, detach: bool = False, *
                           mlflow_parent_run_id=parent)
     if which in ("full", "index"):
         record_index_state(config, stage_configs["index"][EXTERNAL_STATE]["store"])
+    if which in ("full", "evaluate"):
+        record_registry_state(config, stage_configs["evaluate"][EXTERNAL_STATE]["registry"])
     summary = RunSummary(
         pipeline=chosen.name, run_id=run_id, run_name=run.name, status=str(run.status),
         mlflow_parent_run_id=parent,

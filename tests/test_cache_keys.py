@@ -75,3 +75,29 @@ def test_index_keeps_its_key_while_the_store_is_as_it_left_it_and_not_after_a_wi
     shutil.rmtree(folder)  # the store wiped (or another server): the cached output is stale
     wiped = index_cache_state(config)
     assert wiped != first and wiped["found"] == first["found"] == {"backend": "lancedb", "collections": {}}
+
+
+def test_register_and_evaluate_keep_their_key_after_their_own_alias_moves_only(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from ptwiki_llm.cache_keys import record_registry_state, registry_cache_state
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = _config(tmp_path)
+    first = registry_cache_state(config)  # a fresh workdir: no registry yet
+    client = MlflowClient()  # what the run's register and evaluate do: a version, challenger, then champion
+    client.create_registered_model(config.registry.model_name)
+    run = client.create_run(client.get_experiment_by_name(config.mlflow.experiment).experiment_id)
+    client.create_model_version(config.registry.model_name, f"runs:/{run.info.run_id}/m", run.info.run_id)
+    client.set_registered_model_alias(config.registry.model_name, "challenger", "1")
+    client.set_registered_model_alias(config.registry.model_name, "champion", "1")
+    record_registry_state(config, first)
+    assert registry_cache_state(config) == first  # the unchanged re-run: served from the cache
+    client.delete_registered_model_alias(config.registry.model_name, "champion")  # moved by hand
+    moved = registry_cache_state(config)
+    assert moved != first and moved["aliases"] == {"challenger": "1"}
+    client.set_registered_model_alias(config.registry.model_name, "champion", "1")
+    assert registry_cache_state(config) == first  # back as the run left it
+    client.delete_registered_model(config.registry.model_name)  # a reset registry looks like the first run's
+    reset = registry_cache_state(config)
+    assert reset != first and (reset["created"], reset["aliases"]) == (first["created"], first["aliases"])

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import workdir_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -179,3 +181,10 @@ def test_full_pipeline_trains_registers_and_indexes(pipeline_run):
     assert client.get_model_version_by_alias(version.name, "challenger").version == version.version
     pointer = json.loads((tmp_path / "rag" / "current-lancedb.json").read_text())
     assert pointer["counts"]["store_count"] > 0
+    # the run's own register and evaluate moved aliases; the next identical run still gets this run's
+    # register/evaluate cache key (served from the cache, not re-evaluated)
+    from ptwiki_llm.cache_keys import registry_cache_state
+
+    recorded = json.loads((tmp_path / "models" / "registry-state.json").read_text())
+    assert recorded["after"]["aliases"] != recorded["key"]["aliases"]
+    assert registry_cache_state(workdir_config(tmp_path)) == recorded["key"]

@@ -112,11 +112,30 @@ def _count_lines(result: dict[str, Any]) -> list[str]:
                      f"knowledge paragraph (written data.knowledge.repeats times) "
                      f"{exposure['expected_passes_per_knowledge_paragraph']:.3f} times: 'train' and 'seen' mean in "
                      "the fine-tuning texts, which is trained on only as far as this budget reaches.")
+    lines += _loop_echo_lines(result)
     retrieval = result.get("retrieval") or {}
     if retrieval:
         lines.append(f"- Retrieval: {retrieval['mode']} (alpha {retrieval['alpha']}), {retrieval['k']} passages per "
                      "RAG item.")
     return lines
+
+
+LOOP_ECHO_GOAL = 0.05  # share of generated answers that loop or only restate the question, per arm
+
+
+def _loop_echo_lines(result: dict[str, Any]) -> list[str]:
+    """Why an arm's generated answers miss the loop/echo goal: repetitions (cut before an answer is shown) or
+    restated questions (shown as no answer)."""
+    over = {arm: metrics for arm, metrics in result["metrics"].items()
+            if (metrics.get("qa.loop_or_echo") or {}).get("value", 0.0) > LOOP_ECHO_GOAL}
+    if not over:
+        return []
+    parts = ", ".join(f"{arm} {m['qa.loop_or_echo']['value']:.0%} (loop {m.get('qa.loop', {}).get('value', 0):.0%}, "
+                      f"echo {m.get('qa.echo', {}).get('value', 0):.0%})" for arm, m in over.items())
+    return [f"- Generated QA answers that loop or only restate the question, above the {LOOP_ECHO_GOAL:.0%} goal: "
+            f"{parts}. A loop is cut where the repetition starts, so what is shown does not repeat; an answer that "
+            "only restates the question is shown as \"(no answer)\". Both are the model's own greedy output; the stop "
+            "rules (rag.answer) decide only where it ends and what is shown."]
 
 
 def markdown_report(result: dict[str, Any]) -> str:

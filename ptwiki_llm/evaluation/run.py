@@ -274,7 +274,8 @@ def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Confi
             answer = generated.text  # "" when the answer only restated the question
             row.update({"answer": answer, "exact_match": exact_match(answer, item.answers),
                         "f1": token_f1(answer, item.answers), "raw_answer": generated.raw,
-                        "loop_or_echo": float(generated.loop_or_echo)})
+                        "loop_or_echo": float(generated.loop_or_echo), "loop": float(generated.loop),
+                        "echo": float(generated.echo)})
         if arm.rag and retrieval is not None:
             row["answer_in_sources"] = answer_in_texts(item.answers, [h.chunk.text for h in used])
             row["gold_rank"] = retrieval.ranks[item.qid]

@@ -62,6 +62,9 @@ def task_statistics(task: str, rows: Sequence[dict[str, Any]], recall_k: Sequenc
             _grouped(stats, "qa.f1", _column(rows, "f1"), halves)
         if _present(rows, "loop_or_echo"):  # generated text that looped or only restated the question
             stats["qa.loop_or_echo"] = mean_of(_column(rows, "loop_or_echo"))
+            for part in ("loop", "echo"):  # what the share is made of: cut repetitions, restated questions
+                if _present(rows, part):
+                    stats[f"qa.{part}"] = mean_of(_column(rows, part))
         if any("gold_rank" in r for r in rows):
             ranks = [r.get("gold_rank") for r in rows]
             for k in recall_k:

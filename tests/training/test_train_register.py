@@ -98,13 +98,25 @@ def test_register_logs_only_the_adapter_with_lineage(registered, trained, config
 
 def test_load_for_inference_generates_offline(registered, config, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+    from peft import PeftModel
+
+    from ptwiki_llm.models.runtime import load_causal_lm
+
     model, tokenizer = registry.load_for_inference(config, "challenger")
-    assert type(model).__name__.startswith("PeftModel") and not model.training
+    assert not model.training and not any("lora" in name for name, _ in model.named_parameters())
     batch = tokenizer(["### Instrução:\nExplique o que é Lisboa.\n\n### Resposta:\n"], return_tensors="pt")
     out = model.generate(**batch, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == batch["input_ids"].shape[1] + 4
+    # the merged weights compute what the base computes through the adapter layers, and differ from the base's
     same, _ = registry.load_for_inference(config, registered.version)
-    assert same.peft_config["default"].r == config.train.lora.r
+    base, _ = load_causal_lm(config)
+    with torch.inference_mode():
+        merged_logits, same_logits, base_logits = (m(**batch).logits for m in (model, same, base))
+        folder = registry.download_adapter(config, registry.resolve_version(config, registered.version))
+        adapter_logits = PeftModel.from_pretrained(base, str(folder / "peft"))(**batch).logits
+    assert torch.allclose(merged_logits, adapter_logits, atol=1e-4) and torch.equal(merged_logits, same_logits)
+    assert not torch.allclose(merged_logits, base_logits, atol=1e-4)
 
 
 def test_promotion_moves_champion_and_records_why(registered, trained, config):
