@@ -1,0 +1,93 @@
+"""The data steps of configs/local-slurm.yaml as SLURM jobs inside the pipeline image (hpc.container_runtime:
+podman), against the same steps as jobs on the host: the same files, byte for byte; the image's content id and
+lock hash recorded in MLflow; the job ran it without a network and by id."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.images import inspect, lock_sha256, pipeline_image, run_args
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "local-slurm.yaml"
+STEPS = ("ingest", "validate", "format_examples")
+
+
+def _data_run(workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = dict(os.environ, PTWIKI_WORKDIR=str(workdir), PTWIKI_DATA__MAX_ARTICLES="40", HF_HUB_OFFLINE="1",
+                   COLUMNS="200", **env)
+    return subprocess.run([sys.executable, "-m", "ptwiki_llm.cli", "data", "--config", str(CONFIG)], cwd=REPO,
+                          env=environ, capture_output=True, text=True, timeout=900)
+
+
+def _outputs(workdir: Path) -> dict[str, bytes]:
+    """Every file the data steps wrote, by path under the workdir's data folder."""
+    root = workdir / "data"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _jobs(workdir: Path) -> dict[str, dict]:
+    (manifest,) = (workdir / "slurm").glob("*/jobs.json")
+    return {job["step"]: job for job in json.loads(manifest.read_text())["jobs"]}
+
+
+def _step_runs(workdir: Path) -> dict[str, dict[str, str]]:
+    from mlflow.tracking import MlflowClient
+
+    from ptwiki_llm.config import load_config
+
+    config = load_config(CONFIG, {"workdir": str(workdir)}, environ={})
+    client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(config.mlflow.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    return {r.data.tags["ptwiki.step"]: r.data.tags for r in runs if "ptwiki.step" in r.data.tags}
+
+
+def test_data_steps_in_the_pipeline_image_write_what_the_host_jobs_write(slurm_cluster, asset, tmp_path):
+    asset("data/ptwiki_namespace_0_sample.tar.gz")
+    asset("models/smollm2-135m-instruct-gguf")
+    ref = pipeline_image()
+    digest = "sha256:" + inspect(ref, "{{.Id}}").removeprefix("sha256:")
+    podman = {"PTWIKI_HPC__PODMAN__EXTRA_ARGS": json.dumps(run_args())}
+    if os.environ.get("PODMAN_RUNTIME"):  # else the preset's
+        podman["PTWIKI_HPC__PODMAN__GLOBAL_ARGS"] = json.dumps(["--runtime", os.environ["PODMAN_RUNTIME"]])
+
+    host = _data_run(tmp_path / "host")
+    assert host.returncode == 0, host.stdout[-4000:] + host.stderr[-4000:]
+    image = _data_run(tmp_path / "image", PTWIKI_HPC__CONTAINER_RUNTIME="podman", PTWIKI_HPC__SLURM__IMAGE=ref,
+                      **podman)
+    assert image.returncode == 0, image.stdout[-4000:] + image.stderr[-4000:]
+
+    # the steps ran as jobs, inside the image, by its id, without a network
+    jobs = _jobs(tmp_path / "image")
+    assert list(jobs) == list(STEPS)
+    for job in jobs.values():
+        script = Path(job["script"]).read_text()
+        assert " run --rm --init --cgroups=disabled --network=none " in script
+        assert f" {digest.removeprefix('sha256:')} python -m zenml.entrypoints.entrypoint " in script
+        assert f"step {job['step']}: exit code 0" in Path(job["log"]).read_text()
+    assert all("podman" not in Path(job["script"]).read_text() for job in _jobs(tmp_path / "host").values())
+
+    # the same files, byte for byte
+    host_files, image_files = _outputs(tmp_path / "host"), _outputs(tmp_path / "image")
+    assert sorted(image_files) == sorted(host_files)
+    assert len(host_files) >= 6
+    different = [name for name in host_files if host_files[name] != image_files[name]]
+    assert different == [], f"differ between the host and the image: {different}"
+
+    # MLflow knows which image each step ran in
+    runs = _step_runs(tmp_path / "image")
+    assert sorted(runs) == ["format", "ingest", "validate"]
+    for tags in runs.values():
+        assert tags["ptwiki.container_image"] == ref
+        assert tags["ptwiki.container_digest"] == digest
+        assert tags["ptwiki.container_lock_sha256"] == lock_sha256()
+    assert all(tags.get("ptwiki.container_digest", "") == "" for tags in _step_runs(tmp_path / "host").values())
