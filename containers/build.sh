@@ -20,8 +20,9 @@
 # Environment: PTWIKI_CACHE (default /var/cache/ptwiki; pip's download cache for builds lives under
 # containers/), BASE_IMAGE, DEBIAN_MIRROR (http://deb.debian.org/debian), DEBIAN_SUITE (bookworm), TORCH_INDEX
 # (the PyTorch CPU index; https://pypi.org/simple for PyPI's torch, a CUDA build), PODMAN (podman), PODMAN_RUNTIME
-# (e.g. runc where crun cannot run), PTWIKI_BUILD_CA_BUNDLE (a CA bundle pip in the build must trust, e.g. a
-# proxy's; default $PIP_CERT). podman's ulimits are set to this shell's hard limits (its defaults may exceed them).
+# (e.g. runc where crun cannot run), PODMAN_ULIMITS (e.g. "nofile=4096:4096 nproc=4096:4096" where podman's
+# defaults exceed the hard limits), PTWIKI_BUILD_CA_BUNDLE (a CA bundle pip in the build must trust, e.g. a
+# proxy's; default $PIP_CERT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,8 +46,8 @@ read -r -a podman <<<"${PODMAN:-podman}"
 [[ -n ${PODMAN_RUNTIME:-} ]] && podman+=(--runtime "$PODMAN_RUNTIME")
 command -v "${podman[0]}" >/dev/null || { echo "build.sh: ${podman[0]} not found (apt-get install podman)" >&2; exit 1; }
 limits=()
-for pair in "nofile:$(ulimit -Hn)" "nproc:$(ulimit -Hu)"; do
-    [[ ${pair#*:} == unlimited ]] || limits+=(--ulimit "${pair%%:*}=${pair#*:}:${pair#*:}")
+for limit in ${PODMAN_ULIMITS:-}; do
+    limits+=(--ulimit "$limit")
 done
 log() { echo "build.sh: $*" >&2; }
 

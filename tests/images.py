@@ -29,15 +29,8 @@ def podman() -> list[str]:
 
 
 def run_args() -> list[str]:
-    """``podman run`` options this machine needs: ulimits no higher than this process's hard limits."""
-    import resource
-
-    args = []
-    for name, limit in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
-        hard = resource.getrlimit(limit)[1]
-        if hard != resource.RLIM_INFINITY:
-            args += ["--ulimit", f"{name}={hard}:{hard}"]
-    return args
+    """``podman run`` options this machine needs (PODMAN_ULIMITS, as for containers/build.sh)."""
+    return [arg for limit in os.environ.get("PODMAN_ULIMITS", "").split() for arg in ("--ulimit", limit)]
 
 
 def lock_sha256(files: tuple[str, ...] = PIPELINE_LOCKS) -> str:

@@ -255,7 +255,7 @@ class SlurmOrchestrator(BaseOrchestrator):
         launch: ImageLaunch | None = None
         runtime = self.config.container_runtime
         if job.image and runtime == "podman":
-            launch = self._podman_launch(stack, run_dir, job, environment)
+            launch = self._podman_launch(stack, run_dir, job, job.image, environment)
             command = ("python", *entrypoint)
             workdir = str(run_dir)
         elif job.image and runtime == "apptainer":
@@ -298,13 +298,13 @@ class SlurmOrchestrator(BaseOrchestrator):
         return spec, environment
 
     def _podman_launch(
-        self, stack: Stack, run_dir: Path, job: SlurmJobConfig, environment: dict[str, str]
+        self, stack: Stack, run_dir: Path, job: SlurmJobConfig, image: str, environment: dict[str, str]
     ) -> ImageLaunch:
         """``podman run`` of the step in its OCI image, by the content id the image has now (recorded in MLflow)."""
         podman = self.config.podman
-        digest = image_id(job.image, podman.executable, podman.global_args)
+        digest = image_id(image, podman.executable, podman.global_args)
         environment[SOURCE_ROOT_ENV] = podman.app_dir
-        environment["PTWIKI_IMAGE"] = job.image
+        environment["PTWIKI_IMAGE"] = image
         environment["PTWIKI_IMAGE_DIGEST"] = digest
         gpus = job.gpus > 0 or "gpu" in (job.gres or "")
         return ImageLaunch(

@@ -7,8 +7,11 @@ What ``apptainer exec --cleanenv`` gives a step, made explicit for podman:
   bound to the job; the image's own ``ENV`` lines (PATH, offline switches) apply as in a SIF;
 - the same files: the repository at ``app_dir`` and every other path mounted at its own location;
 - no network unless the job talks to a server (``network``);
-- the process stays in the job's cgroup (``--cgroups=disabled``: SLURM's limits, accounting and cancel reach
-  it) and a small init forwards signals, so the time-limit warning and ``scancel`` reach the step as on the host.
+- a small init (``--init``: catatonit) forwards signals, so the time-limit warning and ``scancel`` (forwarded by
+  the job script to ``podman run``) reach the step as on the host.
+
+Podman puts the container in a cgroup of its own, outside the job's: where SLURM confines jobs with cgroups, add
+``--cgroups=disabled`` (crun only; runc refuses it) to ``hpc.podman.extra_args`` so the job's limits cover the step.
 
 The image runs by its content id, resolved at submit time: the id recorded in MLflow is the one that ran.
 """
@@ -55,8 +58,8 @@ def podman_command(
     cleanenv: bool = True,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """``podman [global] run --rm --init --cgroups=disabled --network=N --env NAME... -v ... -w /app <image> <cmd>``."""
-    argv = [executable, *global_args, "run", "--rm", "--init", "--cgroups=disabled", f"--network={network}"]
+    """``podman [global] run --rm --init --network=N --env NAME... -v ... -w /app [extra] <image> <cmd>``."""
+    argv = [executable, *global_args, "run", "--rm", "--init", f"--network={network}"]
     if not cleanenv:
         argv.append("--env-host")
     for name in (*sorted(set(env_names)), *JOB_VARIABLES):

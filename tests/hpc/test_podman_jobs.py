@@ -37,7 +37,7 @@ def _launch(**kwargs) -> ImageLaunch:
 def test_podman_job_runs_the_entrypoint_in_the_image_by_id_with_mounts_and_no_network(tmp_path):
     script = render_job_script(_spec(tmp_path, _launch())).splitlines()
     expected = (
-        "podman --runtime runc run --rm --init --cgroups=disabled --network=none "
+        "podman --runtime runc run --rm --init --network=none "
         "--env MLFLOW_TRACKING_PASSWORD --env OMP_NUM_THREADS --env PTWIKI_SOURCE_ROOT --env ZENML_CONFIG_PATH "
         "--env 'SLURM_*' --env CUDA_VISIBLE_DEVICES --env GPU_DEVICE_ORDINAL --env ROCR_VISIBLE_DEVICES "
         "-v /repo:/app -v /scratch/me/ptwiki:/scratch/me/ptwiki -v /shared/models:/shared/models -w /app "
@@ -54,7 +54,7 @@ def test_gpus_host_network_env_host_and_extra_args():
     argv = podman_command("img", ["python", "-V"], ["B", "A", "B"], ["/r:/app:ro"], network="host", gpus=True,
                           cleanenv=False, extra_args=["--ulimit", "nofile=4096:4096"])
     assert argv == [
-        "podman", "run", "--rm", "--init", "--cgroups=disabled", "--network=host", "--env-host",
+        "podman", "run", "--rm", "--init", "--network=host", "--env-host",
         "--env", "A", "--env", "B", "--env", "SLURM_*", "--env", "CUDA_VISIBLE_DEVICES", "--env", "GPU_DEVICE_ORDINAL",
         "--env", "ROCR_VISIBLE_DEVICES", "--device", "nvidia.com/gpu=all", "-v", "/r:/app:ro", "-w", "/app",
         "--ulimit", "nofile=4096:4096", "img", "python", "-V",
