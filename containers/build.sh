@@ -141,7 +141,7 @@ for name in "${names[@]}"; do
         log "building $target from $dockerfile on $base (lock $lock, commit $commit)"
         started=$SECONDS
         # TMPDIR: where buildah keeps RUN --mount=type=cache folders (pip's downloads), kept between builds
-        TMPDIR=$cache/tmp "${podman[@]}" build --network=host --pull=never "${limits[@]}" -f "$dockerfile" \
+        TMPDIR=$cache/tmp "${podman[@]}" build --format=docker --network=host --pull=never "${limits[@]}" -f "$dockerfile" \
             -t "$target" --build-arg "BASE_IMAGE=$base" --build-arg "GIT_COMMIT=$commit" \
             --build-arg "LOCK_SHA256=$lock" --label "ptwiki.image.key=$key" --label "ptwiki.base.id=$base_id" \
             "${args[@]}" "$context" >&2 || { rm -rf "$context"; exit 1; }

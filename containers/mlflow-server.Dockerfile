@@ -19,9 +19,11 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY requirements/constraints.txt requirements/mlflow-server.txt apptainer/check_lock.py /opt/ptwiki/
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     lock=$(cat /opt/ptwiki/constraints.txt /opt/ptwiki/mlflow-server.txt | sha256sum | cut -c1-64) \
-    && { [[ $lock == "${LOCK_SHA256}" ]] || { echo "LOCK_SHA256=${LOCK_SHA256} but the lock files hash to $lock" >&2; exit 1; }; } \
+    && { [ "$lock" = "${LOCK_SHA256}" ] || { echo "LOCK_SHA256=${LOCK_SHA256} but the lock files hash to $lock" >&2; exit 1; }; } \
     && python3 -m venv /opt/venv \
-    && pip install -c /opt/ptwiki/constraints.txt -r /opt/ptwiki/mlflow-server.txt \
+    && wheels=/root/.cache/pip/wheels/pypi \
+    && pip download -d "$wheels" -c /opt/ptwiki/constraints.txt -r /opt/ptwiki/mlflow-server.txt \
+    && pip install --no-index --find-links "$wheels" -c /opt/ptwiki/constraints.txt -r /opt/ptwiki/mlflow-server.txt \
     && python /opt/ptwiki/check_lock.py /opt/ptwiki/mlflow-server.txt \
     && python -c "import mlflow.server.auth, flask_wtf" \
     && pip freeze --all > /opt/ptwiki/pip-freeze.txt

@@ -34,13 +34,16 @@ RUN apt-get update \
 
 COPY requirements/constraints.txt requirements/torch-cpu.txt apptainer/check_lock.py /opt/ptwiki/
 # torch alone from TORCH_INDEX, then the lock from PyPI (torch's own dependencies at the versions its metadata
-# pins); pip's download cache is a build cache mount, never a layer. The freeze is what the reproducibility check reads.
+# pins), downloaded into a wheelhouse on a build cache mount (never a layer; one per torch index, so torch builds
+# never mix; kept between builds, so a rebuild downloads nothing), then installed from it alone.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     lock=$(cat /opt/ptwiki/constraints.txt /opt/ptwiki/torch-cpu.txt | sha256sum | cut -c1-64) \
-    && { [[ $lock == "${LOCK_SHA256}" ]] || { echo "LOCK_SHA256=${LOCK_SHA256} but the lock files hash to $lock" >&2; exit 1; }; } \
+    && { [ "$lock" = "${LOCK_SHA256}" ] || { echo "LOCK_SHA256=${LOCK_SHA256} but the lock files hash to $lock" >&2; exit 1; }; } \
     && python3 -m venv /opt/venv \
-    && pip install --no-deps --index-url "${TORCH_INDEX}" -r /opt/ptwiki/torch-cpu.txt \
-    && pip install -r /opt/ptwiki/constraints.txt -r /opt/ptwiki/torch-cpu.txt \
+    && wheels=/root/.cache/pip/wheels/$(echo "${TORCH_INDEX}" | sha256sum | cut -c1-12) \
+    && pip download --no-deps --index-url "${TORCH_INDEX}" -d "$wheels" -r /opt/ptwiki/torch-cpu.txt \
+    && pip download --find-links "$wheels" -d "$wheels" -r /opt/ptwiki/constraints.txt -r /opt/ptwiki/torch-cpu.txt \
+    && pip install --no-index --find-links "$wheels" -r /opt/ptwiki/constraints.txt -r /opt/ptwiki/torch-cpu.txt \
     && python /opt/ptwiki/check_lock.py /opt/ptwiki/constraints.txt /opt/ptwiki/torch-cpu.txt \
     && pip freeze --all > /opt/ptwiki/pip-freeze.txt \
     && mkdir -p /app

@@ -29,10 +29,12 @@ COPY requirements/constraints.txt requirements/gpu.txt apptainer/check_lock.py /
 COPY requirements/torch-cpu.txt /opt/ptwiki/torch.txt
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     lock=$(cat /opt/ptwiki/constraints.txt /opt/ptwiki/torch.txt /opt/ptwiki/gpu.txt | sha256sum | cut -c1-64) \
-    && { [[ $lock == "${LOCK_SHA256}" ]] || { echo "LOCK_SHA256=${LOCK_SHA256} but the lock files hash to $lock" >&2; exit 1; }; } \
+    && { [ "$lock" = "${LOCK_SHA256}" ] || { echo "LOCK_SHA256=${LOCK_SHA256} but the lock files hash to $lock" >&2; exit 1; }; } \
     && python3 -m venv /opt/venv \
-    && pip install --no-deps --index-url "${TORCH_INDEX}" -r /opt/ptwiki/torch.txt \
-    && pip install -r /opt/ptwiki/constraints.txt -r /opt/ptwiki/torch.txt -r /opt/ptwiki/gpu.txt \
+    && wheels=/root/.cache/pip/wheels/$(echo "${TORCH_INDEX}" | sha256sum | cut -c1-12) \
+    && pip download --no-deps --index-url "${TORCH_INDEX}" -d "$wheels" -r /opt/ptwiki/torch.txt \
+    && pip download --find-links "$wheels" -d "$wheels" -r /opt/ptwiki/constraints.txt -r /opt/ptwiki/torch.txt -r /opt/ptwiki/gpu.txt \
+    && pip install --no-index --find-links "$wheels" -r /opt/ptwiki/constraints.txt -r /opt/ptwiki/torch.txt -r /opt/ptwiki/gpu.txt \
     && python /opt/ptwiki/check_lock.py /opt/ptwiki/constraints.txt /opt/ptwiki/torch.txt /opt/ptwiki/gpu.txt \
     && python -c "import torch; assert torch.version.cuda, 'torch is not a CUDA build'" \
     && pip freeze --all > /opt/ptwiki/pip-freeze.txt \
