@@ -58,7 +58,7 @@ def podman_command(
     cleanenv: bool = True,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """``podman [global] run --rm --init --network=N --env NAME... -v ... -w /app [extra] <image> <cmd>``."""
+    """``podman [global] run --rm --init --network=N --env NAME... -v ... -w /app [extra] --entrypoint <cmd>``."""
     argv = [executable, *global_args, "run", "--rm", "--init", f"--network={network}"]
     if not cleanenv:
         argv.append("--env-host")
@@ -68,7 +68,8 @@ def podman_command(
         argv += ["--device", "nvidia.com/gpu=all"]  # CDI (nvidia-ctk cdi generate); CUDA_VISIBLE_DEVICES limits it
     for spec in mount_specs(binds):
         argv += ["-v", spec]
-    argv += ["-w", app_dir, *extra_args, image, *command]
+    # exactly this command, as `apptainer exec` runs it: the image's ENTRYPOINT does not prefix it
+    argv += ["-w", app_dir, *extra_args, "--entrypoint", command[0], image, *command[1:]]
     return argv
 
 

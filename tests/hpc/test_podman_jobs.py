@@ -41,7 +41,7 @@ def test_podman_job_runs_the_entrypoint_in_the_image_by_id_with_mounts_and_no_ne
         "--env MLFLOW_TRACKING_PASSWORD --env OMP_NUM_THREADS --env PTWIKI_SOURCE_ROOT --env ZENML_CONFIG_PATH "
         "--env 'SLURM_*' --env CUDA_VISIBLE_DEVICES --env GPU_DEVICE_ORDINAL --env ROCR_VISIBLE_DEVICES "
         "-v /repo:/app -v /scratch/me/ptwiki:/scratch/me/ptwiki -v /shared/models:/shared/models -w /app "
-        f"{IMAGE_ID} python " + " ".join(ENTRYPOINT) + " &"
+        f"--entrypoint python {IMAGE_ID} " + " ".join(ENTRYPOINT) + " &"
     )
     assert expected in script
     # the variables reach podman by name from this shell; the env file is removed at the end, as for host jobs
@@ -57,7 +57,7 @@ def test_gpus_host_network_env_host_and_extra_args():
         "podman", "run", "--rm", "--init", "--network=host", "--env-host",
         "--env", "A", "--env", "B", "--env", "SLURM_*", "--env", "CUDA_VISIBLE_DEVICES", "--env", "GPU_DEVICE_ORDINAL",
         "--env", "ROCR_VISIBLE_DEVICES", "--device", "nvidia.com/gpu=all", "-v", "/r:/app:ro", "-w", "/app",
-        "--ulimit", "nofile=4096:4096", "img", "python", "-V",
+        "--ulimit", "nofile=4096:4096", "--entrypoint", "python", "img", "-V",
     ]
 
 

@@ -1,11 +1,13 @@
 """The data steps of configs/local-slurm.yaml as SLURM jobs inside the pipeline image (hpc.container_runtime:
-podman), against the same steps as jobs on the host: the same files, byte for byte (ingest's manifest less its
-run times); the image's content id and lock hash recorded in MLflow; the job ran it without a network and by id."""
+podman), against the same steps as jobs on the host: the same files, byte for byte (less the run times and run
+ids in ingest's manifest and Great Expectations' results); the image's content id and lock hash recorded in
+MLflow; the job ran it without a network and by id."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,21 +30,36 @@ def _data_run(workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
                           env=environ, capture_output=True, text=True, timeout=900)
 
 
-# What differs between any two runs: when ingest ran and how fast (ptwiki_llm/data/ingest.py's manifest)
+# What differs between any two runs: when ingest ran and how fast (ptwiki_llm/data/ingest.py's manifest), and
+# the ids and times Great Expectations gives each validation run (validation.json; its HTML data docs, stamped
+# with the run time in their path and text, are compared by name only)
 RUN_TIMES = ("created_at", "elapsed_s", "articles_per_s", "input_mb_per_s")
+GX_RUN_IDENTITY = {"id", "validation_id", "checkpoint_id", "ge_load_time", "run_time", "validation_time"}
+
+
+def _without_gx_run_identity(value):
+    if isinstance(value, dict):
+        return {k: _without_gx_run_identity(v) for k, v in value.items() if k not in GX_RUN_IDENTITY}
+    if isinstance(value, list):
+        return [_without_gx_run_identity(v) for v in value]
+    return value
 
 
 def _outputs(workdir: Path) -> dict[str, bytes]:
-    """Every file the data steps wrote, by path under the workdir's data folder; ingest's manifest without times."""
+    """Every file the data steps wrote, by path under the workdir's data folder, less what differs between runs."""
     root = workdir / "data"
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        content = path.read_bytes()
+        name, content = str(path.relative_to(root)), path.read_bytes()
         if path.name == "manifest.json" and path.parent.parent.name == "articles":
             manifest = json.loads(content)
             assert all(key in manifest for key in RUN_TIMES)
             content = json.dumps({k: v for k, v in manifest.items() if k not in RUN_TIMES}, sort_keys=True).encode()
-        files[str(path.relative_to(root))] = content
+        elif path.name == "validation.json":
+            content = json.dumps(_without_gx_run_identity(json.loads(content)), sort_keys=True).encode()
+        elif "data_docs" in path.parts:
+            name, content = re.sub(r"/\d{8}T\d{6}\.\d+Z/", "/<run time>/", name), b""
+        files[name] = content
     return files
 
 
@@ -90,7 +107,7 @@ def test_data_steps_in_the_pipeline_image_write_what_the_host_jobs_write(slurm_c
     for job in jobs.values():
         script = Path(job["script"]).read_text()
         assert " run --rm --init --network=none " in script
-        assert f" {digest.removeprefix('sha256:')} python -m zenml.entrypoints.entrypoint " in script
+        assert f" --entrypoint python {digest.removeprefix('sha256:')} -m zenml.entrypoints.entrypoint " in script
         assert f"step {job['step']}: exit code 0" in Path(job["log"]).read_text()
     assert len(host_scripts) == 3 and not any("podman" in script for script in host_scripts)
 
