@@ -5,12 +5,14 @@
 #   apptainer/build.sh pipeline train     # some
 #
 # Images go to $PTWIKI_IMAGES_DIR (default ${PTWIKI_WORKDIR:-.ptwiki}/images) as ptwiki-<name>.sif, each
-# with a <image>.sha256 beside it (the digest ptwiki_llm.hpc records in MLflow). Labels carry the git
-# commit and the lock files' sha256 (`apptainer inspect --labels`). Building needs network access to the
-# package indexes and either root, --fakeroot (APPTAINER_BUILD_ARGS=--fakeroot) or a machine where you
-# are root: build there and copy the .sif files. Alternatives: containers/*.Dockerfile with Docker, then
-# `apptainer build ptwiki-pipeline.sif docker-daemon://ptwiki-pipeline:<tag>`.
-# Environment: TORCH_INDEX (train: the CUDA wheel index), APPTAINER_BUILD_ARGS (more `apptainer build` options).
+# with a <image>.sha256 beside it (the digest ptwiki_llm.hpc records in MLflow). pipeline, train and
+# mlflow-server are made from the OCI images containers/build.sh built and tested, nothing installed again:
+# their archives must be in the same folder first (containers/build.sh --oci-archive "$PTWIKI_IMAGES_DIR"
+# pipeline train mlflow-server, where podman runs; copy the .oci.tar files here otherwise). zenml-server and
+# weaviate come from their official images (network access to the registries). Labels carry the git commit
+# and the lock files' sha256 (`apptainer inspect --labels`). Building needs root, --fakeroot
+# (APPTAINER_BUILD_ARGS=--fakeroot) or a machine where you are root: build there and copy the .sif files.
+# Environment: APPTAINER_BUILD_ARGS (more `apptainer build` options).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,8 +33,13 @@ for name in "${names[@]}"; do
     [[ -f $def ]] || { echo "build.sh: no $def" >&2; exit 1; }
     image=$out/ptwiki-$name.sif
     args=(--build-arg "GIT_COMMIT=$commit")
-    if [[ $name == train && -n ${TORCH_INDEX:-} ]]; then
-        args+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
+    if grep -q '^Bootstrap: oci-archive' "$def"; then
+        archive=$out/ptwiki-$name.oci.tar
+        [[ -f $archive ]] || {
+            echo "build.sh: no $archive: containers/build.sh --oci-archive $out $name (where podman runs)" >&2
+            exit 1
+        }
+        args+=(--build-arg "OCI_ARCHIVE=$(cd "$out" && pwd)/ptwiki-$name.oci.tar")
     fi
     echo "build.sh: $def -> $image (commit $commit)" >&2
     # shellcheck disable=SC2086  # APPTAINER_BUILD_ARGS is a list of options

@@ -476,7 +476,9 @@ class SlurmJobConfig(_Section):
     gpu_type: str | None = Field(None, description="GPU model in the gres request, e.g. a100")
     gres: str | None = Field(None, description="the whole --gres value; overrides gpus/gpu_type")
     gpu_memory: str | None = Field(None, description="memory of one GPU (e.g. 80G), for the config-load checks")
-    image: str | None = Field(None, description="Apptainer .sif the step runs in; None = on the host")
+    image: str | None = Field(
+        None, description="the step's image: a .sif (apptainer) or an OCI reference (podman); None = on the host"
+    )
     binds: list[str] = Field(
         default_factory=list, description="more paths bound into the image (workdir and asset folders are added)"
     )
@@ -507,6 +509,27 @@ class ApptainerConfig(_Section):
     nv: bool | None = Field(None, description="--nv; None = when the step asks for GPUs")
     cleanenv: bool = Field(True, description="--cleanenv: only the job's environment file enters the image")
     extra_args: list[str] = Field(default_factory=list, description="more `apptainer exec` options")
+
+
+class PodmanConfig(_Section):
+    """``podman run`` of a step inside an OCI image (``hpc.container_runtime: podman``)."""
+
+    executable: str = Field("podman", description="podman, or a site's wrapper of it")
+    global_args: list[str] = Field(
+        default_factory=list, description="options before `run`, e.g. [--runtime, runc] where crun cannot run"
+    )
+    app_dir: str = Field("/app", description="where the repository is mounted inside the image")
+    binds: list[str] = Field(
+        default_factory=list,
+        description="more -v specs; the repo, workdir, asset folders, job folder and ZenML store are mounted anyway",
+    )
+    network: Literal["auto", "none", "host"] = Field(
+        "auto", description="auto: none, or host when the job talks to an MLflow/ZenML/Weaviate server"
+    )
+    cleanenv: bool = Field(True, description="only the job's environment file enters the image (else --env-host)")
+    extra_args: list[str] = Field(
+        default_factory=list, description="more `podman run` options, e.g. --ulimit nofile=4096:4096"
+    )
 
 
 class ServicesConfig(_Section):
@@ -545,7 +568,11 @@ class HpcConfig(_Section):
     steps: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per ZenML step name: SlurmJobConfig keys that differ from hpc.slurm"
     )
+    container_runtime: Literal["apptainer", "podman", "none"] = Field(
+        "apptainer", description="how a step with an image runs: apptainer exec, podman run, or none (on the host)"
+    )
     apptainer: ApptainerConfig = ApptainerConfig()
+    podman: PodmanConfig = PodmanConfig()
     services: ServicesConfig = ServicesConfig()
 
     @model_validator(mode="after")

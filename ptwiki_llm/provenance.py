@@ -62,12 +62,18 @@ def git_commit(repo: Path | None = None) -> str | None:
 
 
 def container_image() -> dict[str, str] | None:
-    """The Apptainer/Docker image this process runs in, if any (digest when the launcher exported it)."""
+    """The Apptainer/podman/Docker image this process runs in, if any (digest when the launcher exported it)."""
+    podman = os.environ.get("container") == "podman"  # noqa: SIM112 (podman sets it in lowercase)
+    if podman or Path("/run/.containerenv").exists():
+        return {"runtime": "podman", "image": os.environ.get("PTWIKI_IMAGE", ""),
+                "digest": os.environ.get("PTWIKI_IMAGE_DIGEST", ""),
+                "lock_sha256": os.environ.get("PTWIKI_IMAGE_LOCK_SHA256", "")}
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
         return {
             "runtime": "apptainer",
             "image": os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER", ""),
             "digest": os.environ.get("PTWIKI_IMAGE_DIGEST", ""),
+            "lock_sha256": os.environ.get("PTWIKI_IMAGE_LOCK_SHA256", ""),
         }
     if Path("/.dockerenv").exists():
         return {"runtime": "docker", "image": os.environ.get("PTWIKI_IMAGE", ""), "digest": os.environ.get(

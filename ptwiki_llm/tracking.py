@@ -80,8 +80,11 @@ def lineage_tags(config: Config) -> dict[str, str]:
         tags["ptwiki.git_commit"] = commit
     image = container_image()
     if image:
+        tags["ptwiki.container_runtime"] = image.get("runtime", "")
         tags["ptwiki.container_image"] = image.get("image", "")
         tags["ptwiki.container_digest"] = image.get("digest", "")
+        if image.get("lock_sha256"):
+            tags["ptwiki.container_lock_sha256"] = image["lock_sha256"]
     return tags
 
 

@@ -27,6 +27,7 @@ FLAVOR_SOURCE = "ptwiki_llm.hpc.flavor.SlurmOrchestratorFlavor"
 CLUSTER_FIELDS = (
     "jobs_dir", "job_name_prefix", "poll_seconds", "synchronous", "cancel_on_interrupt", "log_tail_lines",
     "require_server_store", "offline", "requeue_exit_code", "host_python", "env_passthrough", "apptainer",
+    "container_runtime", "podman",
 )
 
 

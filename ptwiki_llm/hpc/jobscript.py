@@ -1,4 +1,4 @@
-"""The sbatch job script of one ZenML step, its submit command line and the ``apptainer exec`` command.
+"""The sbatch job script of one ZenML step, its submit command line and its ``apptainer exec``/``podman run``.
 
 Pure functions of the configuration, so tests can check every generated line. The script:
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptwiki_llm.config import SlurmJobConfig
+from ptwiki_llm.hpc import podman
 
 LOG_PREFIX = "[ptwiki-slurm]"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -129,7 +130,7 @@ def bind_specs(source_root: Path, app_dir: str, paths: Iterable[Path], extra: It
 
 @dataclass(frozen=True)
 class ImageLaunch:
-    """How a step runs inside an Apptainer image."""
+    """How a step runs inside an image: ``apptainer exec`` of a .sif, or ``podman run`` of an OCI image."""
 
     image: str
     executable: str = "apptainer"
@@ -138,6 +139,10 @@ class ImageLaunch:
     nv: bool = False
     cleanenv: bool = True
     extra_args: tuple[str, ...] = ()
+    runtime: str = "apptainer"  # or "podman"
+    global_args: tuple[str, ...] = ()  # podman: options before `run`
+    network: str = "none"  # podman: none or host
+    env_names: tuple[str, ...] = ()  # podman: the job's variables, passed by name
 
 
 def apptainer_command(launch: ImageLaunch, env_file: Path, command: Sequence[str]) -> list[str]:
@@ -232,6 +237,14 @@ def render_job_script(spec: JobSpec) -> str:
             'export ZENML_CONFIG_PATH="${TMPDIR:-/tmp}/ptwiki-zenml-${SLURM_JOB_ID:-$$}"',
         ]
         command = list(spec.command)
+    elif spec.image.runtime == "podman":
+        lines += podman.job_prelude(env_file)
+        launch = spec.image
+        command = podman.podman_command(
+            launch.image, spec.command, (*launch.env_names, "ZENML_CONFIG_PATH", "OMP_NUM_THREADS"), launch.binds,
+            executable=launch.executable, global_args=launch.global_args, app_dir=launch.app_dir,
+            network=launch.network, gpus=launch.nv, cleanenv=launch.cleanenv, extra_args=launch.extra_args,
+        )
     else:
         lines += [
             "# --cleanenv drops the host environment; SLURM_*, the GPUs SLURM bound to the job and the per-job",

@@ -3,7 +3,7 @@
 Jobs are submitted upstream first, each with ``--dependency=afterok:<upstream ids>`` and
 ``--kill-on-invalid-dep=yes`` (so SLURM cancels the dependents of a failed job instead of leaving them pending). What
 else a failure ends follows the pipeline's ZenML execution mode (``jobs_to_cancel``). Each job runs ZenML's
-step entrypoint on the host or inside the step's Apptainer image; the step reads the ZenML store, the
+step entrypoint on the host or inside the step's Apptainer or podman image; the step reads the ZenML store, the
 artifact store and MLflow itself, exactly as under the local orchestrator. While waiting, the driver polls
 squeue/sacct, streams the job logs, and on failure reports the job id, its state and exit code and the tail
 of its log, and marks the ZenML run failed.
@@ -26,6 +26,7 @@ from zenml.enums import ExecutionMode, ExecutionStatus, StoreType
 from zenml.orchestrators import BaseOrchestrator, SubmissionResult
 
 from ptwiki_llm.assets import OFFLINE_VARS
+from ptwiki_llm.config import SlurmJobConfig
 from ptwiki_llm.hpc import detached, job_array
 from ptwiki_llm.hpc.entrypoint import SOURCE_ROOT_ENV, SlurmStepEntrypointConfiguration
 from ptwiki_llm.hpc.flavor import SlurmOrchestratorConfig, SlurmOrchestratorSettings
@@ -41,6 +42,7 @@ from ptwiki_llm.hpc.jobscript import (
     write_env_file,
 )
 from ptwiki_llm.hpc.logs import LogFollower, tail
+from ptwiki_llm.hpc.podman import image_id, job_network
 from ptwiki_llm.hpc.slurm import PENDING_STATES, JobInfo, SlurmClient, SlurmError
 from ptwiki_llm.provenance import SOURCE_ROOT, git_commit
 
@@ -267,7 +269,12 @@ class SlurmOrchestrator(BaseOrchestrator):
             *SlurmStepEntrypointConfiguration.get_entrypoint_arguments(step_name=name, snapshot_id=str(snapshot.id)),
         ]
         launch: ImageLaunch | None = None
-        if job.image:
+        runtime = self.config.container_runtime
+        if job.image and runtime == "podman":
+            launch = self._podman_launch(stack, run_dir, job, job.image, environment)
+            command = ("python", *entrypoint)
+            workdir = str(run_dir)
+        elif job.image and runtime == "apptainer":
             apptainer = self.config.apptainer
             environment[SOURCE_ROOT_ENV] = apptainer.app_dir
             environment["PTWIKI_IMAGE"] = job.image
@@ -305,6 +312,31 @@ class SlurmOrchestrator(BaseOrchestrator):
             header=(f"pipeline {snapshot.pipeline_configuration.name}, snapshot {snapshot.id}",),
         )
         return spec, environment
+
+    def _podman_launch(
+        self, stack: Stack, run_dir: Path, job: SlurmJobConfig, image: str, environment: dict[str, str]
+    ) -> ImageLaunch:
+        """``podman run`` of the step in its OCI image, by the content id the image has now (recorded in MLflow)."""
+        podman = self.config.podman
+        digest = image_id(image, podman.executable, podman.global_args)
+        environment[SOURCE_ROOT_ENV] = podman.app_dir
+        environment["PTWIKI_IMAGE"] = image
+        environment["PTWIKI_IMAGE_DIGEST"] = digest
+        gpus = job.gpus > 0 or "gpu" in (job.gres or "")
+        return ImageLaunch(
+            image=digest.removeprefix("sha256:"),
+            executable=podman.executable,
+            app_dir=podman.app_dir,
+            binds=tuple(bind_specs(SOURCE_ROOT, podman.app_dir, self._bind_paths(stack, run_dir, job.binds),
+                                   podman.binds)),
+            nv=gpus,
+            cleanenv=podman.cleanenv,
+            extra_args=tuple(podman.extra_args),
+            runtime="podman",
+            global_args=tuple(podman.global_args),
+            network=job_network(podman.network, environment),
+            env_names=tuple(environment),
+        )
 
     def _environment(
         self, step_environment: Mapping[str, str], run_id: str, job_env: Mapping[str, str]

@@ -41,6 +41,7 @@ def orchestrator_configuration(config: Config) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(hpc, name) for name in CLUSTER_FIELDS}
     values["jobs_dir"] = str(config.expand(hpc.jobs_dir))
     values["apptainer"] = hpc.apptainer.model_dump(mode="json")
+    values["podman"] = hpc.podman.model_dump(mode="json")
     values.update(hpc.slurm.model_dump(mode="json"))
     return {key: value for key, value in values.items() if value is not None}
 
@@ -153,8 +154,10 @@ def _settings(config: Config, job: SlurmJobConfig, binds: list[str]) -> Any:
     from ptwiki_llm.hpc.flavor import SlurmOrchestratorSettings
 
     values = job.model_dump()
-    if job.image:
-        values["image"] = str(config.expand(job.image))
+    if config.hpc.container_runtime == "none":
+        values["image"] = None  # every step on the host, whatever images the preset names
+    elif job.image and config.hpc.container_runtime == "apptainer":
+        values["image"] = str(config.expand(job.image))  # a .sif path; a podman image is a reference, kept as is
     values["binds"] = sorted(dict.fromkeys([*(str(config.expand(b)) for b in job.binds), *binds]))
     return SlurmOrchestratorSettings(**values)
 

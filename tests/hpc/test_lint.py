@@ -17,7 +17,7 @@ from tests.tools import deffile
 REPO = Path(__file__).resolve().parents[2]
 SHELL_SCRIPTS = sorted(
     [*REPO.glob("infra/**/*.sh"), *REPO.glob("infra/**/*.sbatch"), REPO / "apptainer" / "build.sh",
-     *REPO.glob("benchmarks/*.sh")]
+     REPO / "containers" / "build.sh", *REPO.glob("benchmarks/*.sh")]
 )
 DEF_FILES = sorted(REPO.glob("apptainer/*.def"))
 DOCKERFILES = sorted(REPO.glob("containers/*.Dockerfile"))
@@ -49,13 +49,18 @@ def test_definition_files_parse_cleanly(path):
     assert deffile.lint(path, REPO) == []
 
 
-def test_definition_files_record_commit_and_lock_and_test_the_lock():
-    for name in ("pipeline", "train"):
-        text = (REPO / "apptainer" / f"{name}.def").read_text()
-        assert "org.opencontainers.image.revision {{ GIT_COMMIT }}" in text
-        assert "ptwiki.lock.sha256" in text
-        assert "check_lock.py /opt/ptwiki/constraints.txt" in deffile.parse(text).sections["test"]
-        assert "pip install -r /opt/ptwiki/constraints.txt" in deffile.parse(text).sections["post"]
+def test_definition_files_convert_the_tested_oci_image_and_test_the_lock():
+    for name in ("pipeline", "train", "mlflow-server"):
+        parsed = deffile.parse((REPO / "apptainer" / f"{name}.def").read_text())
+        # the SIF is the OCI image containers/build.sh built and CI ran, not a second recipe
+        assert parsed.header == {"bootstrap": "oci-archive", "from": "{{ OCI_ARCHIVE }}"}
+        assert "pip install" not in parsed.sections["post"] and "apt-get" not in parsed.sections["post"]
+        assert "ptwiki.lock.sha256" in parsed.sections["post"]
+        assert "ptwiki.sif.revision {{ GIT_COMMIT }}" in parsed.sections["post"]
+        assert "check_lock.py /opt/ptwiki/" in parsed.sections["test"]
+        dockerfile = (REPO / "containers" / f"{name}.Dockerfile").read_text()
+        assert "check_lock.py" in dockerfile and 'ptwiki.lock.sha256="${LOCK_SHA256}"' in dockerfile
+        assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in dockerfile
     assert "bitsandbytes" in deffile.parse((REPO / "apptainer" / "train.def").read_text()).sections["test"]
 
 

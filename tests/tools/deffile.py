@@ -80,7 +80,8 @@ def lint(path: Path, build_dir: Path) -> list[str]:
         problems.append("no Bootstrap header")
     elif agent not in BOOTSTRAP_AGENTS:
         problems.append(f"unknown Bootstrap agent {agent!r}")
-    if agent in {"docker", "oras", "library", "localimage", "oci"} and not parsed.header.get("from"):
+    if agent in {"docker", "oras", "library", "localimage", "oci", "oci-archive", "docker-daemon", "docker-archive"} \
+            and not parsed.header.get("from"):
         problems.append(f"Bootstrap {agent} needs a From header")
     for section in REQUIRED:
         if section not in parsed.sections:
