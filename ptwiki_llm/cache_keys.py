@@ -88,19 +88,26 @@ def registry_cache_state(config: Config) -> dict[str, Any]:
     is gone.
     """
     current = registry_state(config)
-    path = _registry_state_file(config)
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("after") == current:
-            return saved["key"]
-    return {**current, "token": uuid4().hex}
+    return _kept_key(_registry_state_file(config), current) or {**current, "token": uuid4().hex}
 
 
 def record_registry_state(config: Config, key: dict[str, Any]) -> None:
     """After a run that evaluated: remember the registry as it left it, and the key evaluate ran under."""
-    path = _registry_state_file(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"after": registry_state(config), "key": key}, sort_keys=True), encoding="utf-8")
+    _record_state(_registry_state_file(config), registry_state(config), key)
+
+
+def _kept_key(state_file: Path, current: dict[str, Any]) -> dict[str, Any] | None:
+    """The key the last run ran under, while the external state is exactly as that run left it."""
+    if state_file.is_file():
+        saved = json.loads(state_file.read_text(encoding="utf-8"))
+        if saved.get("after") == current:
+            return saved["key"]
+    return None
+
+
+def _record_state(state_file: Path, after: dict[str, Any], key: dict[str, Any]) -> None:
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"after": after, "key": key}, sort_keys=True), encoding="utf-8")
 
 
 def recorded_index(config: Config) -> dict[str, Any] | None:
@@ -149,19 +156,12 @@ def index_cache_state(config: Config) -> dict[str, Any]:
     run's key (so the run's own writes do not re-run index next time); any other store gets a key never
     used before (a wiped store looks like the empty one of the first run, whose cached output is stale)."""
     current = store_state(config)
-    path = _state_file(config)
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("after") == current:
-            return saved["key"]
-    return {"found": current, "token": uuid4().hex}
+    return _kept_key(_state_file(config), current) or {"found": current, "token": uuid4().hex}
 
 
 def record_index_state(config: Config, key: dict[str, Any]) -> None:
     """After a run that indexed: remember the store as it left it, and the key it ran under."""
-    path = _state_file(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"after": store_state(config), "key": key}, sort_keys=True), encoding="utf-8")
+    _record_state(_state_file(config), store_state(config), key)
 
 
 def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
