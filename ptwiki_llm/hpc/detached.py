@@ -29,6 +29,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ FOLLOWER_JOB = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": 1, "mem": "2G
                 "array_tasks": 1,
                 "gpu_type": None, "gres": None, "gpu_memory": None, "requeue": False}
 REAPED_MODES = ("fail_fast", "stop_on_failure")
+ZENML_CLOSE_ATTEMPTS = 3  # a cancelled step publishing its own end races the close
 LOST = "LOST"  # a job SLURM no longer knows (neither squeue nor sacct), past the wait for it to reappear
 _EXIT_LINE = re.compile(re.escape(LOG_PREFIX) + r" step \S+: (exit code (\d+)|requeueing job)")
 
@@ -260,11 +262,17 @@ def finish_run(run_dir: Path, step_states: Mapping[str, str], by: str, config: A
     reason = "; ".join(f"step {step}: SLURM job {jobs[step]} {state}"
                        for step, state in step_states.items() if state != "COMPLETED")
     notes: list[str] = []
-    try:
-        zenml_status = close_zenml(record["run_id"], step_states, status, reason or "every job completed")
-    except Exception as exc:  # the run's end is recorded whatever ZenML answers
-        zenml_status = None
-        notes.append(f"ZenML run not updated: {exc}")
+    zenml_status = None
+    # a cancelled step's own process may publish its end while this runs: read the run again and retry
+    for attempt in range(ZENML_CLOSE_ATTEMPTS):
+        try:
+            zenml_status = close_zenml(record["run_id"], step_states, status, reason or "every job completed")
+            break
+        except Exception as exc:  # the run's end is recorded whatever ZenML answers
+            if attempt + 1 == ZENML_CLOSE_ATTEMPTS:
+                notes.append(f"ZenML run not updated: {type(exc).__name__}: {exc}")
+            else:
+                time.sleep(2.0)
     config = config if config is not None else _run_config(record)
     if config is not None:
         from ptwiki_llm import tracking

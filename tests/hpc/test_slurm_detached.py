@@ -141,7 +141,8 @@ def test_cancel_ends_every_job_without_requeue_and_closes_the_run_killed(slurm_c
         assert detached.finished(run_dir)["status"] == "KILLED"
         assert _parent_status(tmp_path, record["run_id"]) == "KILLED"
         # STOPPED when only queued jobs were cancelled; a step that got SIGTERM failed first, and ZenML says so
-        assert detached.finished(run_dir)["zenml_status"] in ("stopped", "failed")
+        closed = detached.finished(run_dir)
+        assert closed["zenml_status"] in ("stopped", "failed"), closed
     finally:
         SlurmClient().cancel(_all_job_ids(run_dir))
 
