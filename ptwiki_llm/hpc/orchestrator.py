@@ -142,6 +142,17 @@ def zenml_status(info: JobInfo | None) -> ExecutionStatus:
     return ExecutionStatus.QUEUED
 
 
+def _needs_gpu(job: SlurmJobConfig) -> bool:
+    return job.gpus > 0 or "gpu" in (job.gres or "")
+
+
+def _set_image_environment(environment: dict[str, str], app_dir: str, image: str, digest: str) -> None:
+    """What a step inside an image reads: where the repository is mounted, and which image it runs in."""
+    environment[SOURCE_ROOT_ENV] = app_dir
+    environment["PTWIKI_IMAGE"] = image
+    environment["PTWIKI_IMAGE_DIGEST"] = digest
+
+
 class SlurmOrchestrator(BaseOrchestrator):
     """Submits a pipeline run as a DAG of SLURM jobs (see the module docstring)."""
 
@@ -276,20 +287,10 @@ class SlurmOrchestrator(BaseOrchestrator):
             workdir = str(run_dir)
         elif job.image and runtime == "apptainer":
             apptainer = self.config.apptainer
-            environment[SOURCE_ROOT_ENV] = apptainer.app_dir
-            environment["PTWIKI_IMAGE"] = job.image
-            environment["PTWIKI_IMAGE_DIGEST"] = image_digest(Path(job.image), cache_dir=run_dir.parent / "images")
-            nv = apptainer.nv if apptainer.nv is not None else (job.gpus > 0 or "gpu" in (job.gres or ""))
-            launch = ImageLaunch(
-                image=job.image,
-                executable=apptainer.executable,
-                app_dir=apptainer.app_dir,
-                binds=tuple(bind_specs(SOURCE_ROOT, apptainer.app_dir, self._bind_paths(stack, run_dir, job.binds),
-                                       apptainer.binds)),
-                nv=nv,
-                cleanenv=apptainer.cleanenv,
-                extra_args=tuple(apptainer.extra_args),
-            )
+            digest = image_digest(Path(job.image), cache_dir=run_dir.parent / "images")
+            _set_image_environment(environment, apptainer.app_dir, job.image, digest)
+            nv = apptainer.nv if apptainer.nv is not None else _needs_gpu(job)
+            launch = self._image_launch(stack, run_dir, job, apptainer, job.image, nv)
             command = ("python", *entrypoint)
             workdir = str(run_dir)
         else:
@@ -319,23 +320,26 @@ class SlurmOrchestrator(BaseOrchestrator):
         """``podman run`` of the step in its OCI image, by the content id the image has now (recorded in MLflow)."""
         podman = self.config.podman
         digest = image_id(image, podman.executable, podman.global_args)
-        environment[SOURCE_ROOT_ENV] = podman.app_dir
-        environment["PTWIKI_IMAGE"] = image
-        environment["PTWIKI_IMAGE_DIGEST"] = digest
-        gpus = job.gpus > 0 or "gpu" in (job.gres or "")
+        _set_image_environment(environment, podman.app_dir, image, digest)
+        # the network and the variable names read the environment complete with the image's variables
+        return self._image_launch(stack, run_dir, job, podman, digest.removeprefix("sha256:"), _needs_gpu(job),
+                                  runtime="podman", global_args=tuple(podman.global_args),
+                                  network=job_network(podman.network, environment), env_names=tuple(environment))
+
+    def _image_launch(self, stack: Stack, run_dir: Path, job: SlurmJobConfig, settings: Any, launch_image: str,
+                      nv: bool, **runtime: Any) -> ImageLaunch:
+        """The step inside an image, from the runtime's settings (``hpc.apptainer`` or ``hpc.podman``): the same
+        binds (repository at ``app_dir``, the run's paths) and environment rules for both runtimes."""
         return ImageLaunch(
-            image=digest.removeprefix("sha256:"),
-            executable=podman.executable,
-            app_dir=podman.app_dir,
-            binds=tuple(bind_specs(SOURCE_ROOT, podman.app_dir, self._bind_paths(stack, run_dir, job.binds),
-                                   podman.binds)),
-            nv=gpus,
-            cleanenv=podman.cleanenv,
-            extra_args=tuple(podman.extra_args),
-            runtime="podman",
-            global_args=tuple(podman.global_args),
-            network=job_network(podman.network, environment),
-            env_names=tuple(environment),
+            image=launch_image,
+            executable=settings.executable,
+            app_dir=settings.app_dir,
+            binds=tuple(bind_specs(SOURCE_ROOT, settings.app_dir, self._bind_paths(stack, run_dir, job.binds),
+                                   settings.binds)),
+            nv=nv,
+            cleanenv=settings.cleanenv,
+            extra_args=tuple(settings.extra_args),
+            **runtime,
         )
 
     def _environment(
