@@ -75,7 +75,8 @@ def run_pipeline(config: Config, which: str = "full", *, detach: bool = False, *
     # the owner (host, pid) lets a later run tell this one, if left RUNNING, from a live one (stale_runs)
     extra: dict[str, Any] = {OWNER_EXTRA: current_owner()}
     if detach:  # what the follower jobs need to close the run once its jobs end
-        extra[DETACH_EXTRA] = detach_extra(config, stage_configs["index"].get(EXTERNAL_STATE, {}).get("store"))
+        extra[DETACH_EXTRA] = detach_extra(config, stage_configs["index"].get(EXTERNAL_STATE, {}).get("store"),
+                                           stage_configs["evaluate"].get(EXTERNAL_STATE, {}).get("registry"))
     chosen = chosen.with_options(enable_cache=config.zenml.enable_cache, run_name=run_name,
                                  execution_mode=ExecutionMode(config.zenml.execution_mode),
                                  extra=extra, **stack_options)

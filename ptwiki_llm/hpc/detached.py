@@ -46,7 +46,7 @@ from ptwiki_llm.hpc.jobscript import (
 )
 from ptwiki_llm.hpc.slurm import JobInfo, SlurmClient, SlurmError
 
-DETACH_EXTRA = "ptwiki_detached"  # pipeline ``extra``: {"config": ..., "index_state": ...} of a detached run
+DETACH_EXTRA = "ptwiki_detached"  # pipeline ``extra``: detach_extra(...) of a detached run
 METADATA_FOLLOWERS = "slurm_follower_job_ids"
 RECORD = "jobs.json"
 FINISHED = "finished.json"
@@ -87,12 +87,13 @@ def finished(run_dir: Path) -> dict[str, Any] | None:
     return read_json(Path(run_dir) / FINISHED)
 
 
-def detach_extra(config: Any, index_state: Any = None) -> dict[str, Any]:
+def detach_extra(config: Any, index_state: Any = None, registry_state: Any = None) -> dict[str, Any]:
     """What the follower jobs need to close the run: the config (service URLs stripped: they come back from
-    the job's environment) and, when the run indexes, the key index ran under."""
+    the job's environment) and, when the run indexes or evaluates, the keys index and evaluate ran under."""
     from ptwiki_llm.cache_keys import strip_locations
 
-    return {"config": strip_locations(config.to_dict()), "index_state": index_state}
+    return {"config": strip_locations(config.to_dict()), "index_state": index_state,
+            "registry_state": registry_state}
 
 
 def submitted_run_dir(config: Any, run_id: str) -> Path | None:
@@ -282,11 +283,15 @@ def finish_run(run_dir: Path, step_states: Mapping[str, str], by: str, config: A
                 tracking.finish_parent(config, record["run_id"], status)
         except Exception as exc:
             notes.append(f"MLflow parent run not updated: {exc}")
-        index_state = (record.get("finish") or {}).get("index_state")
-        if index_state is not None and step_states.get("index") == "COMPLETED":
-            from ptwiki_llm.cache_keys import record_index_state
+        from ptwiki_llm import cache_keys
 
-            record_index_state(config, index_state)
+        # as the attached runner does: the outside state a completed step left, with the key it ran under, so
+        # an unchanged next run is served from the cache
+        finish = record.get("finish") or {}
+        for step, key_name, record_state in (("index", "index_state", cache_keys.record_index_state),
+                                             ("evaluate", "registry_state", cache_keys.record_registry_state)):
+            if finish.get(key_name) is not None and step_states.get(step) == "COMPLETED":
+                record_state(config, finish[key_name])
     done = {"status": status, "zenml_status": zenml_status, "steps": dict(step_states), "reason": reason,
             "closed_by": by, "closed_at": now_iso(), "notes": notes}
     write_json(run_dir / FINISHED, done)

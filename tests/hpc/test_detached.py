@@ -219,3 +219,26 @@ def test_a_slurm_run_lives_while_its_jobs_do(monkeypatch, owner_alive, jobs_aliv
     metadata = {"slurm_job_ids": {"ingest": "5"}, detached.METADATA_FOLLOWERS: {"finish": "6"}}
     assert stale_runs._alive({"host": "h", "pid": 1}, metadata) is expected
     assert stale_runs._alive({"host": "h", "pid": 1}, {}) is owner_alive  # no jobs: the owner decides
+
+
+@pytest.mark.parametrize("evaluate_state", ["COMPLETED", "FAILED"])
+def test_the_finish_job_records_the_keys_of_completed_steps_as_an_attached_run_does(tmp_path, monkeypatch,
+                                                                                   evaluate_state):
+    from ptwiki_llm import cache_keys, tracking
+    from ptwiki_llm.config import load_config
+
+    run_dir = _run_dir(tmp_path)
+    record = json.loads((run_dir / detached.RECORD).read_text())
+    record["jobs"] = [{"step": step, "job_id": job_id, "log": str(run_dir / f"{step}.log")}
+                      for step, job_id in (("index", "101"), ("evaluate", "102"))]
+    record["finish"] = {"index_state": {"token": "i"}, "registry_state": {"token": "r"}}
+    detached.write_json(run_dir / detached.RECORD, record)
+    recorded: list[tuple[str, dict]] = []
+    monkeypatch.setattr(cache_keys, "record_index_state", lambda config, key: recorded.append(("index", key)))
+    monkeypatch.setattr(cache_keys, "record_registry_state", lambda config, key: recorded.append(("registry", key)))
+    monkeypatch.setattr(detached, "close_zenml", lambda run_id, states, status, reason: "completed")
+    monkeypatch.setattr(tracking, "store_exists", lambda config: False)
+    config = load_config(None, {"workdir": str(tmp_path)}, environ={})
+    detached.finish_run(run_dir, {"index": "COMPLETED", "evaluate": evaluate_state}, by="test", config=config)
+    assert recorded == [("index", {"token": "i"})] + ([("registry", {"token": "r"})]
+                                                     if evaluate_state == "COMPLETED" else [])
