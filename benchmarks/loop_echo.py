@@ -45,30 +45,25 @@ def _rates(generated: list[Any]) -> dict[str, float]:
 
 
 def _prompts(config: Config, tokenizer: Any, model: Any, items: Any, arm: Any, setting: str) -> tuple[list, list]:
-    """The prompts of one arm: the evaluation's own (its prompt format, budget and passages), or as `ask` asks."""
-    from ptwiki_llm.evaluation.prompts import arm_format, arm_prompt
+    """The prompts of one arm: the evaluation's own (``run_qa``'s), or the question alone as `ask` asks it."""
+    from ptwiki_llm.evaluation.run import qa_prompts
     from ptwiki_llm.rag.answer import build_prompt, context_budget, render_prompt
 
-    ev = config.evaluation
     if setting == "evaluation":
-        k, answer_cfg = ev.rag_k or config.rag.retrieval.k, config.rag.answer.model_copy(
-            update={"max_new_tokens": ev.max_new_tokens})
-    else:
-        k, answer_cfg = config.rag.retrieval.k, config.rag.answer.model_copy(
-            update={"max_new_tokens": FORMER_MAX_NEW_TOKENS})
+        instruction = config.evaluation.qa.instruction
+        prepared = qa_prompts(model, tokenizer, arm, items, config)
+        return [prompt for _, prompt, _ in prepared], [f"{item.question}\n{instruction}".strip()
+                                                       for item, _, _ in prepared]
+    k, answer_cfg = config.rag.retrieval.k, config.rag.answer.model_copy(
+        update={"max_new_tokens": FORMER_MAX_NEW_TOKENS})
     budget = context_budget(model, answer_cfg)
     prompts, questions = [], []
     for item in items.qa.items:
         hits = items.qa_retrieval.hits[item.qid][:k] if arm.rag else []
-        if setting == "evaluation":
-            question = f"{item.question}\n{ev.qa.instruction}".strip()
-            prompt, _ = arm_prompt(arm_format(config, arm), tokenizer, question, hits, budget, answer_cfg)
-        else:
-            question = item.question
-            prompt = (build_prompt(tokenizer, question, hits, budget, answer_cfg)[0] if arm.rag
-                      else render_prompt(tokenizer, question, []))
+        prompt = (build_prompt(tokenizer, item.question, hits, budget, answer_cfg)[0] if arm.rag
+                  else render_prompt(tokenizer, item.question, []))
         prompts.append(prompt)
-        questions.append(question)
+        questions.append(item.question)
     return prompts, questions
 
 

@@ -224,8 +224,9 @@ def run_probes(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: C
     return rows
 
 
-def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Config,
-           show_progress: bool) -> list[dict[str, Any]]:
+def qa_prompts(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Config) -> list[tuple[Any, str, list]]:
+    """(item, prompt, passages that fit) per QA question: the question with the short-answer instruction, in the
+    arm's prompt format, RAG arms with their retrieved passages."""
     ev = config.evaluation
     task = items.qa
     assert task is not None
@@ -239,6 +240,17 @@ def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Confi
         hits = retrieval.hits[item.qid][:k] if arm.rag and retrieval is not None else []
         prompt, used = arm_prompt(fmt, tokenizer, question, hits, budget, answer_cfg)
         prepared.append((item, prompt, used))
+    return prepared
+
+
+def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Config,
+           show_progress: bool) -> list[dict[str, Any]]:
+    ev = config.evaluation
+    task = items.qa
+    assert task is not None
+    retrieval = items.qa_retrieval
+    fmt = arm_format(config, arm)
+    prepared = qa_prompts(model, tokenizer, arm, items, config)
     choices: dict[str, list[float]] = {}
     with progress_bar(f"{arm.name}: QA choices", len(prepared), show_progress) as advance:
         for item, prompt, _ in prepared:
