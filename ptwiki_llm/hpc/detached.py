@@ -246,8 +246,11 @@ def close_zenml(run_id: str, step_states: Mapping[str, str], status: str, reason
             (publish_stopped_step_run if status == "KILLED" else publish_failed_step_run)(step_run.id)
     run = client.get_pipeline_run(run_id)
     if not ExecutionStatus(run.status).is_finished:
-        target = ExecutionStatus.STOPPED if status == "KILLED" else ExecutionStatus.FAILED
-        publish_pipeline_run_status_update(run_id, target, status_reason=reason[:1000])
+        # ZenML derives a static pipeline's status from its steps: STOPPED asked directly, with steps that never
+        # started, comes back RUNNING; STOPPING becomes STOPPED once every step that exists has finished
+        target = ExecutionStatus.STOPPING if status == "KILLED" else ExecutionStatus.FAILED
+        # ZenML wants the run's UUID here; a string fails deep in SQLAlchemy ('str' object has no attribute 'hex')
+        publish_pipeline_run_status_update(run.id, target, status_reason=reason[:1000])
     return str(client.get_pipeline_run(run_id).status)
 
 
