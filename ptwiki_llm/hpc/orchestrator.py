@@ -464,8 +464,8 @@ class SlurmOrchestrator(BaseOrchestrator):
                 step_run = run.steps.get(failure.step)
                 if step_run is not None and not step_run.status.is_finished:
                     publish_failed_step_run(step_run.id)
-            if not Client().get_pipeline_run(pipeline_run_id).status.is_finished:
-                publish_pipeline_run_status_update(pipeline_run_id, ExecutionStatus.FAILED, status_reason=report[:1000])
+            if not Client().get_pipeline_run(pipeline_run_id).status.is_finished:  # ZenML wants the UUID itself
+                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=report[:1000])
         except Exception as exc:  # the jobs' failure is the error to show, not this bookkeeping
             emit(f"[slurm] warning: could not mark ZenML run {pipeline_run_id} failed: {exc}")
 
