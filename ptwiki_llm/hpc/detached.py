@@ -229,6 +229,7 @@ def close_zenml(run_id: str, step_states: Mapping[str, str], status: str, reason
     Call after ``prepare_zenml`` (or inside a job, whose environment names the store). Returns the run's status.
     """
     from zenml.client import Client
+    from zenml.constants import STR_FIELD_MAX_LENGTH
     from zenml.enums import ExecutionStatus
     from zenml.orchestrators.publish_utils import (
         publish_failed_step_run,
@@ -249,8 +250,8 @@ def close_zenml(run_id: str, step_states: Mapping[str, str], status: str, reason
         # ZenML derives a static pipeline's status from its steps: STOPPED asked directly, with steps that never
         # started, comes back RUNNING; STOPPING becomes STOPPED once every step that exists has finished
         target = ExecutionStatus.STOPPING if status == "KILLED" else ExecutionStatus.FAILED
-        # ZenML wants the run's UUID here; a string fails deep in SQLAlchemy ('str' object has no attribute 'hex')
-        publish_pipeline_run_status_update(run.id, target, status_reason=reason[:1000])
+        # ZenML wants the UUID (a string fails in SQLAlchemy) and a reason of at most 255 characters
+        publish_pipeline_run_status_update(run.id, target, status_reason=reason[:STR_FIELD_MAX_LENGTH])
     return str(client.get_pipeline_run(run_id).status)
 
 
