@@ -3,10 +3,11 @@
 The graph maps token ids and attention mask to the model's sentence embedding (the whole
 sentence-transformers module chain). It is exported with eager attention so that ONNX Runtime's
 transformer optimizer can fuse each layer's attention, layer norms and GELU into its CPU kernels;
-``int8`` then adds ONNX Runtime's dynamic quantization of the weights (activations are quantized per
-batch at run time), which multiplies in int8 through VNNI where the CPU has it. Everything is made
-from the staged local weights; nothing is downloaded. The export folder's name holds the source
-weights' hash, so new weights get a new export.
+``int8`` then smooths each layer's feed-forward output projection (``smoothquant.py``) and adds ONNX
+Runtime's dynamic quantization of the weights, per output channel (activations are quantized per batch
+at run time), which multiplies in int8 through VNNI where the CPU has it. Everything is made from the
+staged local weights; nothing is downloaded and no corpus is read. The export folder's name holds the
+source weights' hash and the int8 recipe, so new weights or a new recipe get a new export.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from ptwiki_llm.provenance import sha256_file
+from ptwiki_llm.rag.smoothquant import SmoothingRecipe, smooth_feed_forward
 
 logger = logging.getLogger(__name__)
 
 EXPORT_MANIFEST = "ptwiki_export.json"
 MODEL_FILE = "model.onnx"
 OPSET = 17
+INT8_RECIPE = SmoothingRecipe()
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class OnnxExport:
 
 
 def export_folder(store: Path, name: str, quantization: str, source_weights_sha256: str) -> Path:
-    return store / f"{name}-onnx-{quantization}-{source_weights_sha256[:12]}"
+    recipe = f"{quantization}-{INT8_RECIPE.tag}" if quantization == "int8" else quantization
+    return store / f"{name}-onnx-{recipe}-{source_weights_sha256[:12]}"
 
 
 def ensure_onnx_export(model_dir: Path, name: str, store: Path, quantization: str) -> OnnxExport:
@@ -81,15 +85,22 @@ def _export(model_dir: Path, target: Path, quantization: str, source_sha: str) -
         if quantization == "int8":
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
+            from transformers import AutoTokenizer
 
-            # the fused graph has contrib ops that shape inference cannot type; their tensors are float32
-            quantize_dynamic(fused, partial / MODEL_FILE, weight_type=QuantType.QInt8,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            smoothed = partial / "smoothed.onnx"
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+            smooth_feed_forward(fused, smoothed, tokenizer, INT8_RECIPE, _passage_prefix(model_dir))
             fused.unlink()
+            # the fused graph has contrib ops that shape inference cannot type; their tensors are float32
+            quantize_dynamic(smoothed, partial / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            smoothed.unlink()
         else:
             fused.rename(partial / MODEL_FILE)
         manifest = {
             "quantization": quantization,
+            "int8_recipe": (f"SmoothQuant feed-forward outputs ({INT8_RECIPE.tag}), dynamic int8 per-channel weights"
+                            if quantization == "int8" else None),
             "model_sha256": sha256_file(partial / MODEL_FILE),
             "source_weights_sha256": source_sha,
             "opset": OPSET,
@@ -105,6 +116,14 @@ def _export(model_dir: Path, target: Path, quantization: str, source_sha: str) -
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def _passage_prefix(model_dir: Path) -> str:
+    """The text the model puts before a passage (E5: 'passage: '), so calibration looks like indexing."""
+    settings = model_dir / "config_sentence_transformers.json"
+    if not settings.is_file():
+        return ""
+    return str(json.loads(settings.read_text(encoding="utf-8")).get("prompts", {}).get("passage", ""))
 
 
 def _sentence_embedding_module(st_model: Any) -> Any:

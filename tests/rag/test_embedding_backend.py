@@ -130,7 +130,8 @@ def test_the_export_is_made_once_into_the_model_store_and_reused(embedders, e5_d
 @pytest.mark.slow  # two ONNX exports of the staged embedder (~30 s on 2 cores)
 def test_onnx_vectors_are_unit_float32_and_close_to_float32_torch(embedders):
     reference = embedders["torch"].embed_passages(PASSAGES)
-    for name, floor in (("onnx", 0.9999), ("int8", 0.98)):
+    # int8 with smoothed feed-forward inputs: min 0.9953 on 120 sample passages (plain int8 was 0.975)
+    for name, floor in (("onnx", 0.9999), ("int8", 0.99)):
         vectors = embedders[name].embed_passages(PASSAGES)
         assert vectors.dtype == np.float32 and vectors.shape == reference.shape
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -165,3 +166,17 @@ def test_without_a_model_store_auto_stays_on_torch_and_onnx_is_refused(e5_dir):
     assert Embedder(e5_dir, "e5", EmbeddingConfig(device="cpu")).identity["backend"] == "torch"
     with pytest.raises(ValueError, match="model store"):
         Embedder(e5_dir, "e5", EmbeddingConfig(device="cpu", backend="onnx"))
+
+
+@pytest.mark.slow  # two ONNX exports of the staged embedder (~30 s on 2 cores)
+def test_the_int8_export_is_smoothed_and_says_its_recipe(embedders):
+    import onnx
+
+    from ptwiki_llm.rag.onnx_export import INT8_RECIPE
+
+    int8 = embedders["int8"].onnx_export
+    manifest = json.loads((int8.folder / "ptwiki_export.json").read_text())
+    assert INT8_RECIPE.tag in int8.folder.name and INT8_RECIPE.tag in manifest["int8_recipe"]
+    graph = onnx.load(str(int8.model_path), load_external_data=False).graph
+    smoothing = [node for node in graph.node if node.name.endswith("/smooth")]
+    assert len(smoothing) == 12  # one per layer of E5-small
