@@ -212,7 +212,7 @@ class SlurmOrchestrator(BaseOrchestrator):
                 if spec.job.array_tasks > 1:  # the step's work first, as a job array (hpc.job_array)
                     array_id, array, array_command = job_array.submit_tasks(
                         client, spec, environment, steps[name].config.parameters, run_dir, after_ok,
-                        self.config.job_name_prefix)
+                        self.config.job_name_prefix, {n: s.config.parameters for n, s in steps.items()})
                     submitted[array.step] = SubmittedJob(array.step, array_id, after_ok, tuple(array_command),
                                                          str(array.script_path), str(array.log_path),
                                                          str(array.env_path))
