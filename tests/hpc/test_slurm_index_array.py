@@ -61,6 +61,7 @@ def test_an_index_over_a_two_task_array_equals_the_single_process_index(slurm_cl
     from ptwiki_llm.config_slice import config_for_stage
     from ptwiki_llm.hpc.job_array import submit_tasks
     from ptwiki_llm.hpc.jobscript import JobSpec
+    from ptwiki_llm.rag.index_parts import IndexPartsError
     from ptwiki_llm.stages import INDEX_TASKS_ENV, index_stage, ingest_stage, validate_stage
     from tests.conftest import stage_slice
 
@@ -110,11 +111,18 @@ def test_an_index_over_a_two_task_array_equals_the_single_process_index(slurm_cl
         print(f"\n2-task index array: {array_s:.1f} s from submit to end; {len(merged_ids)} passages; "
               f"max |vector difference| to the single-process index {difference:.2e}")
 
-        rerun, _, _ = submit_tasks(SlurmClient(), base, dict(environment), parameters["index"], run_dir, (),
-                                   "ptwiki-test", parameters)  # a re-run finds both parts and embeds nothing
-        assert _wait(rerun).succeeded
-        for task in (0, 1):
-            log = Path(str(array.log_path).replace("%a", str(task))).read_text()
-            assert f"index task {task} of 2: reused its part" in log, log[-2000:]
+        # a part lost: the merge names its task and log before touching the store; a re-run redoes only it
+        (lost,) = config.expand(config.rag.store.parts_dir).glob("part-00001-of-00002-*.json")
+        lost.unlink()
+        monkeypatch.setenv(INDEX_TASKS_ENV, environment[INDEX_TASKS_ENV])
+        with pytest.raises(IndexPartsError, match=f"task 1: no part .*its log: {run_dir}/index-tasks-1.log"):
+            index_stage(stage_slice(config, "index"), validated, show_progress=False)
+        job_id, _, _ = submit_tasks(SlurmClient(), base, dict(environment), parameters["index"], run_dir, (),
+                                    "ptwiki-test", parameters)
+        assert _wait(job_id).succeeded
+        last = {task: Path(str(array.log_path).replace("%a", str(task))).read_text().rsplit(
+            f"index task {task} of 2: ", 1)[-1] for task in (0, 1)}  # the logs are appended to
+        assert last[0].startswith("reused its part") and last[1].startswith("embedded"), last
+        assert lost.is_file()
     finally:
         SlurmClient().cancel([job_id])
