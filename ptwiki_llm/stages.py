@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ptwiki_llm.data.ingest import IngestResult
     from ptwiki_llm.data.validate import ValidationResult
     from ptwiki_llm.evaluation.run import EvaluationReport
+    from ptwiki_llm.rag.chunking import Chunker
+    from ptwiki_llm.rag.embeddings import Embedder
+    from ptwiki_llm.rag.identity import IndexIdentity
     from ptwiki_llm.rag.index import RagIndex
     from ptwiki_llm.registry import RegisteredAdapter
     from ptwiki_llm.training.result import TrainResult
@@ -223,7 +226,7 @@ def write_knowledge_corpus(config: Config, path: Path, out_dir: Path) -> dict[st
 INDEX_TASKS_ENV = "PTWIKI_INDEX_TASKS"  # the index job array's spec (hpc.job_array): merge its parts
 
 
-def _index_setup(config: Config, dataset_sha256: str, excluded: set[int]) -> tuple[Any, Any, Any]:
+def _index_setup(config: Config, dataset_sha256: str, excluded: set[int]) -> tuple[Embedder, IndexIdentity, Chunker]:
     """(embedder, identity, chunker) of an index of this corpus: the same for the step and its array tasks."""
     from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
@@ -296,12 +299,12 @@ def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: st
         total = validated.counts.accepted
         total = min(total, max_articles) if total and max_articles else total
         parts: list[dict[str, Any]] = []
+        parts_dir = config.expand(rag.store.parts_dir)
         if array_spec:  # checked before the store is touched: a missing part writes nothing
             from ptwiki_llm.rag.index_parts import part_records
 
             tasks_spec = json.loads(Path(array_spec).read_text(encoding="utf-8"))
             keys = index_part_keys(identity.to_dict(), embedder.precision, max_articles, int(tasks_spec["tasks"]))
-            parts_dir = config.expand(rag.store.parts_dir)
             parts = part_records(parts_dir, keys, lambda task: tasks_spec["log"].replace("%a", str(task)))
         with open_store(config) as store:
             store.open(spec)  # a mismatching existing collection raises here, before any write
