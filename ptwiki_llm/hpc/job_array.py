@@ -44,6 +44,23 @@ def task_environment(environment: Mapping[str, str]) -> dict[str, str]:
             if key.startswith(_TASK_ENV_PREFIXES) and not any(word in key for word in _TASK_ENV_SECRETS)}
 
 
+def failed_task_log(log: str) -> str:
+    """The log to quote for a failed job: for an array (``%a`` in ``log``), that of the first task whose log
+    does not end with exit code 0 (its script failed, or the task was killed); else ``log`` itself."""
+    from ptwiki_llm.hpc.detached import state_from_log
+
+    pattern = Path(log)
+    if "%a" not in pattern.name:
+        return log
+    tasks = sorted(pattern.parent.glob(pattern.name.replace("%a", "*")),
+                   key=lambda path: (len(path.name), path.name))  # task 10 after task 9
+    for path in tasks:
+        end = state_from_log(path)
+        if end is None or end[1] != 0:
+            return str(path)
+    return log
+
+
 def tasks_dir(run_dir: Path, step: str) -> Path:
     return Path(run_dir) / f"{step}-tasks"
 

@@ -422,9 +422,10 @@ class SlurmOrchestrator(BaseOrchestrator):
                     if info.state == "CANCELLED" and (stopping or not Path(job.log).exists()):
                         cancelled[job.step] = job_id  # a consequence of another job's failure
                         continue
+                    log = job_array.failed_task_log(job.log)  # an array's: the failed task's own
                     failures.append(JobFailure(
-                        job.step, job_id, info.state, info.exit_code, info.signal, info.reason, job.log,
-                        tail(Path(job.log), self.config.log_tail_lines),
+                        job.step, job_id, info.state, info.exit_code, info.signal, info.reason, log,
+                        tail(Path(log), self.config.log_tail_lines),
                     ))
                     if mode != ExecutionMode.CONTINUE_ON_FAILURE and not stopping:
                         stopping = True

@@ -58,3 +58,19 @@ def test_an_index_array_without_the_data_steps_in_the_pipeline_is_refused(tmp_pa
     _, parameters = _parameters(tmp_path)
     with pytest.raises(ValueError, match=r"needs the steps \['ingest', 'validate'\]"):
         index_task_config({"index": parameters["index"]})
+
+
+def test_a_failed_array_is_reported_with_the_log_of_its_failed_task(tmp_path):
+    from ptwiki_llm.hpc.job_array import failed_task_log
+
+    pattern = str(tmp_path / "index-tasks-%a.log")
+    ends = {0: "exit code 0", 1: "exit code 1", 2: "exit code 0"}
+    for task, end in ends.items():
+        log = tmp_path / f"index-tasks-{task}.log"
+        log.write_text(f"index task {task}\n[ptwiki-slurm] step index-tasks: {end}\n")
+    assert failed_task_log(pattern) == str(tmp_path / "index-tasks-1.log")
+    (tmp_path / "index-tasks-1.log").write_text("killed before its end\n")
+    assert failed_task_log(pattern) == str(tmp_path / "index-tasks-1.log")
+    (tmp_path / "index-tasks-1.log").write_text("[ptwiki-slurm] step index-tasks: exit code 0\n")
+    assert failed_task_log(pattern) == pattern  # none failed: the pattern, as before
+    assert failed_task_log(str(tmp_path / "index.log")) == str(tmp_path / "index.log")
