@@ -466,7 +466,8 @@ class SlurmOrchestrator(BaseOrchestrator):
                 if step_run is not None and not step_run.status.is_finished:
                     publish_failed_step_run(step_run.id)
             if not Client().get_pipeline_run(pipeline_run_id).status.is_finished:  # ZenML wants the UUID itself
-                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=report[:1000])
+                # status_reason: ZenML refuses more than 255 characters (and then leaves the run unmarked)
+                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=report[:255])
         except Exception as exc:  # the jobs' failure is the error to show, not this bookkeeping
             emit(f"[slurm] warning: could not mark ZenML run {pipeline_run_id} failed: {exc}")
 
