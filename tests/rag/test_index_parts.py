@@ -140,3 +140,28 @@ def test_a_missing_or_changed_part_fails_the_merge_naming_the_task_and_a_rerun_r
     parquet.write_bytes(parquet.read_bytes()[:-10])
     with pytest.raises(IndexPartsError, match=r"task 1: .* differs from the sha256 its record holds"):
         part_records(parts_dir, _keys(3), lambda t: f"log-{t}")
+
+
+@pytest.mark.weaviate
+def test_parts_merged_into_weaviate_hold_the_single_process_passages_and_vectors(
+        tmp_path, asset_folders, rows, e5_tokenizer, weaviate_env):
+    config, single = _store(tmp_path, asset_folders, "single")
+    expected = build_index(rows, Chunker(e5_tokenizer, config.rag.chunking), HashEmbedder(), single, config.rag,
+                           show_progress=False)
+    expected_ids, expected_vectors = _contents(single)
+    records = _parts(rows, e5_tokenizer, config, tmp_path / "parts", 2)
+    weaviate = make_config(tmp_path / "weaviate", asset_folders, **RAG, store={"backend": "weaviate"})
+    with open_store(weaviate) as store:
+        spec = CollectionSpec(name="Ptwiki_parts_merge_test", dimension=DIM, embedder="stand-in")
+        store.drop(spec.name)
+        store.open(spec)
+        try:
+            report = merge_parts(tmp_path / "parts", records, new_report(store, HashEmbedder()), store, weaviate.rag,
+                                 show_progress=False)
+            assert report.store_count == expected.store_count == len(expected_ids)
+            assert report.chunks == expected.chunks and report.duplicates_dropped == expected.duplicates_dropped
+            for chunk_id, vector in zip(expected_ids, expected_vectors, strict=True):
+                (hit,) = store.search(vector, k=1)  # each passage's nearest object is itself, at distance 0
+                assert hit.chunk.id == chunk_id and hit.score > 1 - 1e-5
+        finally:
+            store.drop(spec.name)
