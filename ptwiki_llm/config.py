@@ -247,6 +247,10 @@ class WeaviateConfig(_Section):
 class StoreConfig(_Section):
     backend: Literal["lancedb", "weaviate"] = "lancedb"
     lancedb_uri: str = "{workdir}/rag/lancedb"
+    parts_dir: str = Field(
+        "{workdir}/rag/index-parts", description="index as a job array (hpc.steps.index.array_tasks): the tasks' "
+        "passages and vectors, one file per task, kept so that a re-run redoes only the missing ones"
+    )
     collection: str | None = Field(
         None, description="None = derived from dataset hash + embedder (Ptwiki_<sha12>_<embedder>)"
     )
@@ -495,7 +499,8 @@ class SlurmJobConfig(_Section):
     max_requeues: int = Field(3, ge=0, description="with requeue: requeues per step (each is a ZenML step retry)")
     requeue_on_failure: bool = Field(False, description="with requeue: also requeue after other non-zero exits")
     array_tasks: int = Field(
-        1, ge=1, description="ingest only: clean the input as a SLURM job array of this many tasks before the step"
+        1, ge=1, description="ingest and index only: the step's work as a SLURM job array of this many tasks "
+        "before the step's job, which merges their outputs"
     )
 
 

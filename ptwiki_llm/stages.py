@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ptwiki_llm.data.ingest import IngestResult
     from ptwiki_llm.data.validate import ValidationResult
     from ptwiki_llm.evaluation.run import EvaluationReport
+    from ptwiki_llm.rag.chunking import Chunker
+    from ptwiki_llm.rag.embeddings import Embedder
+    from ptwiki_llm.rag.identity import IndexIdentity
     from ptwiki_llm.rag.index import RagIndex
     from ptwiki_llm.registry import RegisteredAdapter
     from ptwiki_llm.training.result import TrainResult
@@ -40,18 +43,14 @@ def _log_counts(prefix: str, counts: dict[str, Any]) -> None:
                         if isinstance(v, int | float)})
 
 
-def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progress: bool = True) -> IngestResult:
-    import mlflow
+def ingest_options(config: Config) -> ConvertOptions:
+    ingest = config.data.ingest
+    return ConvertOptions(wiki_base_url=config.data.wiki_base_url, max_article_bytes=ingest.max_article_bytes,
+                          min_text_chars=ingest.min_text_chars)
 
-    from ptwiki_llm.assets import resolve_data_source
-    from ptwiki_llm.data.ingest import IngestCounts, IngestResult, ingest
 
-    source = resolve_data_source(config)
-    options = ConvertOptions(
-        wiki_base_url=config.data.wiki_base_url,
-        max_article_bytes=config.data.ingest.max_article_bytes,
-        min_text_chars=config.data.ingest.min_text_chars,
-    )
+def ingest_dir(config: Config, source: Path, options: ConvertOptions) -> Path:
+    """Where ingest writes the corpus of this input and these settings."""
     key = sha256_json(
         {
             "input": file_fingerprint(source),
@@ -61,7 +60,24 @@ def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progre
             "max_articles": config.data.max_articles,
         }
     )[:16]
-    out_dir = config.data_dir / "articles" / key
+    return config.data_dir / "articles" / key
+
+
+def validate_dir(config: Config, dataset_sha256: str) -> Path:
+    """Where validate writes its report and quarantine for this corpus and these settings."""
+    settings = sha256_json(config.data.validate_.model_dump())[:8]
+    return config.data_dir / "validated" / f"{dataset_sha256[:16]}-{settings}"
+
+
+def ingest_stage(config: Config, pipeline_run_id: str | None = None, show_progress: bool = True) -> IngestResult:
+    import mlflow
+
+    from ptwiki_llm.assets import resolve_data_source
+    from ptwiki_llm.data.ingest import IngestCounts, IngestResult, ingest
+
+    source = resolve_data_source(config)
+    options = ingest_options(config)
+    out_dir = ingest_dir(config, source, options)
     with tracking.step_run(config, "ingest", pipeline_run_id):
         result = ingest(source, out_dir, options, config.data.ingest, config.data.max_articles, show_progress)
         manifest = result.manifest
@@ -84,8 +100,7 @@ def validate_stage(config: Config, articles: IngestResult, pipeline_run_id: str 
     from ptwiki_llm.data.ingest import shard_paths
     from ptwiki_llm.data.validate import ValidationCounts, ValidationResult, raise_if_failed, validate_articles
 
-    key = f"{articles.dataset_sha256[:16]}-{sha256_json(config.data.validate_.model_dump())[:8]}"
-    out_dir = config.data_dir / "validated" / key
+    out_dir = validate_dir(config, articles.dataset_sha256)
     with tracking.step_run(config, "validate", pipeline_run_id):
         report = validate_articles(shard_paths(Path(articles.dir)), out_dir, config.data.validate_)
         mlflow.log_params({f"validate.{k}": v for k, v in config.data.validate_.model_dump().items()})
@@ -208,41 +223,101 @@ def write_knowledge_corpus(config: Config, path: Path, out_dir: Path) -> dict[st
 # --- index (RAG) -------------------------------------------------------------------------------
 
 
-def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: str | None = None,
-                show_progress: bool = True, max_articles: int | None = None) -> RagIndex:
-    """Validated articles -> chunks -> embeddings -> vector store (resumable); counts to MLflow."""
-    import mlflow
+INDEX_TASKS_ENV = "PTWIKI_INDEX_TASKS"  # the index job array's spec (hpc.job_array): merge its parts
 
-    from ptwiki_llm.data.ingest import iter_articles, shard_paths
+
+def _index_setup(config: Config, dataset_sha256: str, excluded: set[int]) -> tuple[Embedder, IndexIdentity, Chunker]:
+    """(embedder, identity, chunker) of an index of this corpus: the same for the step and its array tasks."""
     from ptwiki_llm.models.refs import load_tokenizer, model_ref
     from ptwiki_llm.rag.chunking import Chunker
     from ptwiki_llm.rag.embeddings import load_embedder
     from ptwiki_llm.rag.identity import index_identity
-    from ptwiki_llm.rag.index import IndexCounts, RagIndex, build_index
+
+    rag = config.rag
+    embedder = load_embedder(config)
+    identity = index_identity(dataset_sha256, excluded, embedder.name, embedder.model_dir,
+                              embedder.model.prompts, rag.embedding, rag.chunking, embedder.fingerprint)
+    chunker = Chunker(load_tokenizer(model_ref(config, rag.embedding.model), config), rag.chunking)
+    return embedder, identity, chunker
+
+
+def index_part_keys(identity: dict[str, Any], precision: str, max_articles: int | None, tasks: int) -> list[str]:
+    from ptwiki_llm.rag.index_parts import part_key
+
+    return [part_key(identity, precision, max_articles, task, tasks) for task in range(tasks)]
+
+
+def index_task(config: Config, task: int, tasks: int, max_articles: int | None) -> dict[str, Any]:
+    """One task of the index job array: embed its shard of the validated corpus into its part (or find it done).
+
+    The task runs before the index step, so it finds the corpus where ingest and validate put it for this
+    config; the merge checks that it indexed what the step would (the part's key holds the index identity)."""
+    from ptwiki_llm.assets import resolve_data_source
+    from ptwiki_llm.data.ingest import iter_articles, load_manifest, shard_paths
+    from ptwiki_llm.data.validate import quarantined_ids
+    from ptwiki_llm.rag.index_parts import build_part
+
+    articles_dir = ingest_dir(config, resolve_data_source(config), ingest_options(config))
+    if not (articles_dir / "manifest.json").is_file():
+        raise FileNotFoundError(f"index task {task}: no ingested corpus at {articles_dir}: the ingest step of this "
+                                "run must have succeeded before the index array starts")
+    dataset_sha256 = load_manifest(articles_dir)["dataset_sha256"]
+    validated_dir = validate_dir(config, dataset_sha256)
+    excluded = quarantined_ids(validated_dir)
+    embedder, identity, chunker = _index_setup(config, dataset_sha256, excluded)
+    key = index_part_keys(identity.to_dict(), embedder.precision, max_articles, tasks)[task]
+    rows = iter_articles(shard_paths(articles_dir), excluded, max_articles)
+    return build_part(rows, chunker, embedder, config.rag, config.expand(config.rag.store.parts_dir), task, tasks,
+                      key)
+
+
+def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: str | None = None,
+                show_progress: bool = True, max_articles: int | None = None) -> RagIndex:
+    """Validated articles -> chunks -> embeddings -> vector store (resumable); counts to MLflow. Under a job
+    array (``INDEX_TASKS_ENV``), the passages and vectors come from the array's parts instead."""
+    import os
+
+    import mlflow
+
+    from ptwiki_llm.data.ingest import iter_articles, shard_paths
+    from ptwiki_llm.models.refs import model_ref
+    from ptwiki_llm.rag.index import IndexCounts, RagIndex, build_index, new_report
     from ptwiki_llm.rag.pointer import write_pointer
     from ptwiki_llm.rag.stores import CollectionSpec, chunking_fingerprint, collection_name, open_store
 
     rag = config.rag
     embedder_ref = model_ref(config, rag.embedding.model)
     excluded = validated.quarantined_ids()
+    array_spec = os.environ.get(INDEX_TASKS_ENV)
     with tracking.step_run(config, "index", pipeline_run_id):
-        embedder = load_embedder(config)
-        identity = index_identity(validated.dataset_sha256, excluded, embedder.name, embedder.model_dir,
-                                  embedder.model.prompts, rag.embedding, rag.chunking, embedder.fingerprint)
+        embedder, identity, chunker = _index_setup(config, validated.dataset_sha256, excluded)
         name = rag.store.collection or collection_name(rag.store.collection_prefix, validated.dataset_sha256,
                                                         embedder_ref.name, identity.fingerprint())
-        chunker = Chunker(load_tokenizer(embedder_ref, config), rag.chunking)
         spec = CollectionSpec(name=name, dimension=embedder.dimension, embedder=embedder.name,
                               distance=rag.hnsw.distance, chunking=chunking_fingerprint(rag.chunking),
                               embedding=embedder.fingerprint, identity=identity.fingerprint())
+        total = validated.counts.accepted
+        total = min(total, max_articles) if total and max_articles else total
+        parts: list[dict[str, Any]] = []
+        parts_dir = config.expand(rag.store.parts_dir)
+        if array_spec:  # checked before the store is touched: a missing part writes nothing
+            from ptwiki_llm.rag.index_parts import part_records
+
+            tasks_spec = json.loads(Path(array_spec).read_text(encoding="utf-8"))
+            keys = index_part_keys(identity.to_dict(), embedder.precision, max_articles, int(tasks_spec["tasks"]))
+            parts = part_records(parts_dir, keys, lambda task: tasks_spec["log"].replace("%a", str(task)))
         with open_store(config) as store:
             store.open(spec)  # a mismatching existing collection raises here, before any write
             count_before = store.count()
-            rows = iter_articles(shard_paths(Path(validated.articles_dir)), excluded, max_articles)
-            total = validated.counts.accepted
-            report = build_index(rows, chunker, embedder, store, rag,
-                                 total_articles=min(total, max_articles) if total and max_articles else total,
-                                 show_progress=show_progress)
+            if array_spec:
+                from ptwiki_llm.rag.index_parts import merge_parts
+
+                report = merge_parts(parts_dir, parts, new_report(store, embedder), store, rag, total,
+                                     show_progress)
+            else:
+                rows = iter_articles(shard_paths(Path(validated.articles_dir)), excluded, max_articles)
+                report = build_index(rows, chunker, embedder, store, rag, total_articles=total,
+                                     show_progress=show_progress)
         mlflow.log_params({
             "index.backend": report.backend, "index.collection": report.collection,
             "index.location": report.location, "index.embedder": report.embedder,
@@ -253,6 +328,7 @@ def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: st
             **{f"index.hnsw.{k}": v for k, v in rag.hnsw.model_dump().items()},
             "index.embedding.batch_size": rag.embedding.batch_size,
             "index.embedding.group_size": rag.embedding.group_size,
+            "index.array_tasks": len(parts) or 1,
         })
         counts = IndexCounts(**{k: getattr(report, k) for k in IndexCounts.model_fields
                                 if k not in ("quarantined_excluded", "store_count_before")},
@@ -267,7 +343,8 @@ def index_stage(config: Config, validated: ValidationResult, pipeline_run_id: st
     result = RagIndex(backend=report.backend, collection=report.collection, location=report.location,
                       embedder=report.embedder, dimension=report.dimension, embedding_precision=embedder.precision,
                       embedding_backend=embedder.identity, dataset_sha256=validated.dataset_sha256,
-                      identity=identity.to_dict(), counts=counts)
+                      identity=identity.to_dict(), counts=counts,
+                      array_parts=report.extra.get("array_parts", []))
     write_pointer(config, result)
     return result
 

@@ -212,7 +212,7 @@ class SlurmOrchestrator(BaseOrchestrator):
                 if spec.job.array_tasks > 1:  # the step's work first, as a job array (hpc.job_array)
                     array_id, array, array_command = job_array.submit_tasks(
                         client, spec, environment, steps[name].config.parameters, run_dir, after_ok,
-                        self.config.job_name_prefix)
+                        self.config.job_name_prefix, {n: s.config.parameters for n, s in steps.items()})
                     submitted[array.step] = SubmittedJob(array.step, array_id, after_ok, tuple(array_command),
                                                          str(array.script_path), str(array.log_path),
                                                          str(array.env_path))
@@ -422,9 +422,10 @@ class SlurmOrchestrator(BaseOrchestrator):
                     if info.state == "CANCELLED" and (stopping or not Path(job.log).exists()):
                         cancelled[job.step] = job_id  # a consequence of another job's failure
                         continue
+                    log = job_array.failed_task_log(job.log)  # an array's: the failed task's own
                     failures.append(JobFailure(
-                        job.step, job_id, info.state, info.exit_code, info.signal, info.reason, job.log,
-                        tail(Path(job.log), self.config.log_tail_lines),
+                        job.step, job_id, info.state, info.exit_code, info.signal, info.reason, log,
+                        tail(Path(log), self.config.log_tail_lines),
                     ))
                     if mode != ExecutionMode.CONTINUE_ON_FAILURE and not stopping:
                         stopping = True
@@ -465,7 +466,8 @@ class SlurmOrchestrator(BaseOrchestrator):
                 if step_run is not None and not step_run.status.is_finished:
                     publish_failed_step_run(step_run.id)
             if not Client().get_pipeline_run(pipeline_run_id).status.is_finished:  # ZenML wants the UUID itself
-                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=report[:1000])
+                # status_reason: ZenML refuses more than 255 characters (and then leaves the run unmarked)
+                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=report[:255])
         except Exception as exc:  # the jobs' failure is the error to show, not this bookkeeping
             emit(f"[slurm] warning: could not mark ZenML run {pipeline_run_id} failed: {exc}")
 

@@ -17,12 +17,14 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ptwiki_llm.config import ChunkingConfig
 
 # Fixed namespace: changing it would change every chunk id (and re-embed every index).
 CHUNK_NAMESPACE = uuid.UUID("6f0c7e0e-3d5b-5a3e-9a53-7074776b692d")
+
+T = TypeVar("T")
 
 # A sentence ends at . ! ? … (optionally followed by a closing quote/bracket) before whitespace.
 _SENTENCE_END = re.compile(r"[.!?…][\"'”»)\]]*\s+|\n\s*")
@@ -175,10 +177,15 @@ def unique_chunks(rows: Iterable[Mapping[str, Any]], chunker: Chunker, stats: Ch
 
     First occurrence wins in input order, so a restarted run drops exactly the same chunks.
     """
+    return drop_duplicates(((row, chunker.chunk_article(row)) for row in rows), stats)
+
+
+def drop_duplicates(articles: Iterable[tuple[T, list[Chunk]]], stats: ChunkStats) -> Iterator[tuple[T, list[Chunk]]]:
+    """``(key, chunks)`` per article, in input order, with the chunks whose text appeared before left out."""
     seen: set[bytes] = set()
-    for row in rows:
+    for key, chunks in articles:
         kept: list[Chunk] = []
-        for chunk in chunker.chunk_article(row):
+        for chunk in chunks:
             fingerprint = text_fingerprint(chunk.text)
             if fingerprint in seen:
                 stats.duplicates_dropped += 1
@@ -189,4 +196,4 @@ def unique_chunks(rows: Iterable[Mapping[str, Any]], chunker: Chunker, stats: Ch
         stats.chunks += len(kept)
         if not kept:
             stats.articles_without_chunks += 1
-        yield row, kept
+        yield key, kept

@@ -8,9 +8,12 @@ with the same objects (every store write is an upsert by id, so nothing is dupli
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
+from pydantic import Field
 
 from ptwiki_llm.artifacts import StepArtifact
 from ptwiki_llm.config import RagConfig
@@ -47,6 +50,8 @@ class RagIndex(StepArtifact):
     dataset_sha256: str
     identity: dict[str, Any]
     counts: IndexCounts
+    # built by a job array (hpc.steps.index.array_tasks): each task's part, with its key and sha256
+    array_parts: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @dataclass
@@ -87,28 +92,51 @@ def build_index(
     show_progress: bool = True,
 ) -> IndexReport:
     """Index ``rows`` into the collection ``store`` has open; returns counts and timings."""
+    stats = ChunkStats()
+    short_before = chunker.short_dropped
+
+    def embed(group: list[Chunk], todo: list[Chunk]) -> np.ndarray:
+        return embedder.embed_passages([c.embedding_text(cfg.chunking.heading_in_embedding) for c in todo])
+
+    articles = (chunks for _, chunks in unique_chunks(rows, chunker, stats))
+    report = write_index(articles, embed, new_report(store, embedder), store, cfg, stats, total_articles,
+                         show_progress)
+    report.short_dropped = chunker.short_dropped - short_before
+    return report
+
+
+def new_report(store: VectorStore, embedder: Embedder) -> IndexReport:
     spec = store._require_open()
     if spec.dimension != embedder.dimension:
         raise ValueError(f"collection {spec.name} holds dimension {spec.dimension}, the embedder gives "
                          f"{embedder.dimension}")
-    report = IndexReport(collection=spec.name, backend=store.backend, location=store.location,
-                         embedder=embedder.name, dimension=embedder.dimension,
-                         embedding={**embedder.identity, "precision": embedder.precision})
-    stats = ChunkStats()
-    short_before = chunker.short_dropped
+    return IndexReport(collection=spec.name, backend=store.backend, location=store.location,
+                       embedder=embedder.name, dimension=embedder.dimension,
+                       embedding={**embedder.identity, "precision": embedder.precision})
+
+
+# (the group being written, the chunks of it the store lacks) -> the vectors of the latter
+VectorSource = Callable[[list[Chunk], list[Chunk]], np.ndarray]
+
+
+def write_index(articles: Iterable[list[Chunk]], vectors: VectorSource, report: IndexReport, store: VectorStore,
+                cfg: RagConfig, stats: ChunkStats, total_articles: int | None = None,
+                show_progress: bool = True) -> IndexReport:
+    """Write each article's (deduplicated) chunks, in groups of ``group_size``, with what ``vectors`` gives for
+    the ones the store does not hold yet; fills ``report`` from ``stats`` once ``articles`` is exhausted."""
     group: list[Chunk] = []
     pending_articles = 0
     started = time.perf_counter()
-    with progress_bar(f"indexing into {spec.name}", total=total_articles, enabled=show_progress) as advance:
+    with progress_bar(f"indexing into {report.collection}", total=total_articles, enabled=show_progress) as advance:
 
         def flush() -> None:
             nonlocal group, pending_articles
             if group:
-                _index_group(group, embedder, store, cfg, report)
+                _index_group(group, vectors, store, cfg, report)
             advance(pending_articles)
             group, pending_articles = [], 0
 
-        for _, chunks in unique_chunks(rows, chunker, stats):
+        for chunks in articles:
             group.extend(chunks)
             pending_articles += 1
             if len(group) >= cfg.embedding.group_size:
@@ -118,25 +146,23 @@ def build_index(
     report.elapsed_s = time.perf_counter() - started
     report.articles, report.articles_without_chunks = stats.articles, stats.articles_without_chunks
     report.chunks, report.duplicates_dropped = stats.chunks, stats.duplicates_dropped
-    report.short_dropped = chunker.short_dropped - short_before
     report.store_count = store.count()
     report.chunks_per_s = report.embedded / report.elapsed_s if report.elapsed_s else 0.0
     return report
 
 
-def _index_group(group: list[Chunk], embedder: Embedder, store: VectorStore, cfg: RagConfig,
+def _index_group(group: list[Chunk], vectors: VectorSource, store: VectorStore, cfg: RagConfig,
                  report: IndexReport) -> None:
     present = store.existing_ids([c.id for c in group])
     todo = [c for c in group if c.id not in present]
     report.already_indexed += len(group) - len(todo)
+    t0 = time.perf_counter()
+    todo_vectors = vectors(group, todo)  # called for every group: a source may release what it held for it
     if not todo:
         return
-    texts = [c.embedding_text(cfg.chunking.heading_in_embedding) for c in todo]
-    t0 = time.perf_counter()
-    vectors = embedder.embed_passages(texts)
     t1 = time.perf_counter()
-    report.written += store.upsert(todo, vectors)
+    report.written += store.upsert(todo, todo_vectors)
     report.write_s += time.perf_counter() - t1
     report.embed_s += t1 - t0
     report.embedded += len(todo)
-    report.embedded_chars += sum(map(len, texts))
+    report.embedded_chars += sum(len(c.embedding_text(cfg.chunking.heading_in_embedding)) for c in todo)
