@@ -143,6 +143,11 @@ class ModelsConfig(_Section):
     attn_implementation: str | None = Field(
         None, description="None = eager on CPU (3-4x faster than sdpa for small models there), sdpa on CUDA"
     )
+    gpu_weights_share: float = Field(
+        0.7, gt=0, le=1, description="with several GPUs visible, inference loads the model across them "
+        "(device_map=auto) with at most this share of each GPU's memory for weights; the rest is headroom for "
+        "activations and the KV cache (ptwiki_llm/models/placement.py)"
+    )
 
 
 class MlflowConfig(_Section):

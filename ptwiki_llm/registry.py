@@ -328,7 +328,8 @@ def download_adapter(config: Config, version: Any) -> Path:
 
 
 def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
-    """A registered version, its adapter merged into the base, ready to generate; registry and model store only."""
+    """A registered version, its adapter merged into the base, ready to generate; registry and model store only.
+    With several GPUs visible the base loads across them, and each layer's adapter merges on that layer's GPU."""
     from peft import PeftModel
 
     from ptwiki_llm.models.runtime import load_causal_lm, load_staged_tokenizer
@@ -341,7 +342,7 @@ def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
     check_base(config, base)
     with _offline():
         folder = download_adapter(config, version)
-        model, _ = load_causal_lm(config)
+        model, _ = load_causal_lm(config, shard=True)  # across the job's GPUs when it has several
         model = PeftModel.from_pretrained(model, str(folder / "peft"), is_trainable=False)
         # Inference only: folding the LoRA deltas into the (unquantized) base weights removes the adapter's
         # extra matmuls from every forward pass (on the CPU, scoring through the adapter layers took

@@ -86,7 +86,7 @@ def load_arm_model(config: Config, model: str, versions: Versions) -> tuple[Any,
     if model == "base":
         from ptwiki_llm.models.runtime import load_causal_lm
 
-        return load_causal_lm(config)
+        return load_causal_lm(config, shard=True)  # across the job's GPUs when it has several
     from ptwiki_llm.registry import load_for_inference
 
     version = versions.challenger if model == "ft" else versions.champion
