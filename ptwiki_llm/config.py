@@ -143,11 +143,6 @@ class ModelsConfig(_Section):
     attn_implementation: str | None = Field(
         None, description="None = eager on CPU (3-4x faster than sdpa for small models there), sdpa on CUDA"
     )
-    gpu_weights_share: float = Field(
-        0.7, gt=0, le=1, description="with several GPUs visible, inference loads the model across them "
-        "(device_map=auto) with at most this share of each GPU's memory for weights; the rest is headroom for "
-        "activations and the KV cache (ptwiki_llm/models/placement.py)"
-    )
 
 
 class MlflowConfig(_Section):
@@ -459,6 +454,11 @@ class EvaluationConfig(_Section):
         "bf16 (CUDA, CPUs with AVX512-BF16/AMX), as GPU runs evaluate in bf16 weights; docs/evaluation.md"
     )
     examples_in_report: int = Field(20, ge=0, description="QA items shown on the examples page")
+    gpu_weights_share: float = Field(
+        0.7, gt=0, le=1, description="with several GPUs visible, each arm's model loads across them "
+        "(device_map=auto) with at most this share of each GPU's memory for weights; the rest is headroom for "
+        "activations and the KV cache (ptwiki_llm/models/placement.py)"
+    )
     mlflow_traces_per_arm: int = Field(50, ge=0, description="RAG QA answers logged as MLflow traces, per RAG arm")
     bootstrap: BootstrapConfig = BootstrapConfig()
     gate: GateConfig = GateConfig()

@@ -327,9 +327,10 @@ def download_adapter(config: Config, version: Any) -> Path:
     return target
 
 
-def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
+def load_for_inference(config: Config, which: str, gpu_weights_share: float | None = None) -> tuple[Any, Any]:
     """A registered version, its adapter merged into the base, ready to generate; registry and model store only.
-    With several GPUs visible the base loads across them, and each layer's adapter merges on that layer's GPU."""
+    With ``gpu_weights_share`` and several GPUs visible, the base loads across them (load_causal_lm) and each
+    layer's adapter merges on that layer's GPU."""
     from peft import PeftModel
 
     from ptwiki_llm.models.runtime import load_causal_lm, load_staged_tokenizer
@@ -342,7 +343,7 @@ def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
     check_base(config, base)
     with _offline():
         folder = download_adapter(config, version)
-        model, _ = load_causal_lm(config, shard=True)  # across the job's GPUs when it has several
+        model, _ = load_causal_lm(config, gpu_weights_share=gpu_weights_share)
         model = PeftModel.from_pretrained(model, str(folder / "peft"), is_trainable=False)
         # Inference only: folding the LoRA deltas into the (unquantized) base weights removes the adapter's
         # extra matmuls from every forward pass (on the CPU, scoring through the adapter layers took

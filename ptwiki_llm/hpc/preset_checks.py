@@ -12,7 +12,7 @@
 - GPU memory (``gpu_memory`` of the job, when set): one GPU holds what one rank loads (the whole base for
   DDP, a 1/ranks share under FSDP), counted at the weights' own size, a lower bound. Evaluate holds the
   whole base on one GPU; on several it loads the base across them (ptwiki_llm/models/placement.py), weights
-  / GPUs on each, which must fit under ``models.gpu_weights_share`` of a GPU (the rest is headroom for
+  / GPUs on each, which must fit under ``evaluation.gpu_weights_share`` of a GPU (the rest is headroom for
   activations and the KV cache).
 
 Sizes use ``models.base.parameters`` (the parameter count) and the bytes per parameter of
@@ -85,7 +85,7 @@ def problems(config: Config) -> list[str]:
                    else quantized if train.quantization != "none" else weights)
         _check_gpu(found, "train", job, per_gpu)
     if cuda:
-        _check_evaluate(found, hpc.job_for("evaluate"), weights, models.gpu_weights_share)
+        _check_evaluate(found, hpc.job_for("evaluate"), weights, config.evaluation.gpu_weights_share)
     return found
 
 
@@ -102,10 +102,10 @@ def _check_evaluate(found: list[str], job: SlurmJobConfig, weights: float, share
     if gpus <= 1 and gpu < weights:
         found.append(f"hpc.steps.evaluate: one GPU ({job.gpu_memory}) cannot hold the {_gb(weights)} of base weights "
                      f"the evaluate process loads on it; set hpc.steps.evaluate.gpus: {needed} (evaluation then loads "
-                     f"the base across the job's GPUs, at most models.gpu_weights_share={share} of each)")
+                     f"the base across the job's GPUs, at most evaluation.gpu_weights_share={share} of each)")
     elif gpus > 1 and weights / gpus > gpu * share:
         found.append(f"hpc.steps.evaluate: {gpus} GPUs ({job.gpu_memory} each) hold {_gb(weights / gpus)} of base "
-                     f"weights each, more than models.gpu_weights_share={share} of a GPU ({_gb(gpu * share)}, the "
+                     f"weights each, more than evaluation.gpu_weights_share={share} of a GPU ({_gb(gpu * share)}, the "
                      f"rest is activations and KV cache); set hpc.steps.evaluate.gpus: {needed}")
 
 

@@ -112,12 +112,13 @@ def load_staged_tokenizer(folder: Path) -> Any:
 
 
 def load_causal_lm(config: Config, ref: ModelRef | None = None, *, quantization_config: Any = None,
-                   device_map: Any = None, shard: bool = False) -> tuple[Any, Any]:
+                   device_map: Any = None, gpu_weights_share: float | None = None) -> tuple[Any, Any]:
     """The base causal LM and its tokenizer from local files only, on the configured device, in eval mode.
 
     The tokenizer pads on the left (batched generation); training collators pad on their own.
-    ``quantization_config`` (a BitsAndBytesConfig for QLoRA) is only valid on CUDA. ``shard`` (inference): with
-    several GPUs visible, the model loads across them (models/placement.py); else as without it.
+    ``quantization_config`` (a BitsAndBytesConfig for QLoRA) is only valid on CUDA. ``gpu_weights_share``
+    (inference): with several GPUs visible, the model loads across them, at most this share of each GPU's memory
+    for weights (models/placement.py); on the CPU or one GPU, and when None, it loads whole on the device.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -135,12 +136,12 @@ def load_causal_lm(config: Config, ref: ModelRef | None = None, *, quantization_
         kwargs["device_map"] = device_map or {"": torch.cuda.current_device()}
     elif device_map is not None:
         kwargs["device_map"] = device_map
-    elif shard:
-        kwargs.update(sharded_load(device, folder, dtype, config.models.gpu_weights_share))
+    elif gpu_weights_share is not None:
+        kwargs.update(sharded_load(device, folder, dtype, gpu_weights_share))
     model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     if "device_map" not in kwargs:
         model.to(device)
-    elif shard:
+    elif gpu_weights_share is not None:
         check_on_gpus(model)
     model.eval()
     tokenizer = load_staged_tokenizer(folder)

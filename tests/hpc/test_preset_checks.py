@@ -35,8 +35,8 @@ def test_every_slurm_preset_loads_and_its_train_job_has_a_gpu_per_rank(preset):
     ("atena-70b", {"hpc": {"steps": {"evaluate": {"gpus": 1}}}},
      "hpc.steps.evaluate.mem=64G cannot hold the base (128 GiB) it loads before moving it to the GPU"),
     ("atena-70b", {"hpc": {"steps": {"evaluate": {"gres": "gpu:h100:2"}}}},
-     "2 GPUs (80G each) hold 64 GiB of base weights each, more than models.gpu_weights_share=0.7 of a GPU (56 GiB"),
-    ("atena-70b", {"models": {"gpu_weights_share": 0.3}}, "set hpc.steps.evaluate.gpus: 6"),
+     "2 GPUs (80G each) hold 64 GiB of base weights each, more than evaluation.gpu_weights_share=0.7 of a GPU (56 GiB"),
+    ("atena-70b", {"evaluation": {"gpu_weights_share": 0.3}}, "set hpc.steps.evaluate.gpus: 6"),
     ("atena", {"hpc": {"steps": {"train": {"gpu_memory": "2G"}}}}, "hpc.steps.train: one GPU (2G) cannot hold"),
     ("atena-13b", {"hpc": {"steps": {"train": {"nodes": 2}}}}, "runs its ranks on one node"),
 ])
