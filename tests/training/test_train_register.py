@@ -190,3 +190,8 @@ def test_register_reads_no_base_weights(trained, config, model_store, tmp_path):
     trained_file = Path(trained.adapter_dir) / "adapter_model.safetensors"
     assert (logged / "adapter_model.safetensors").read_bytes() == trained_file.read_bytes()
     assert "peft/adapter_config.json" in registered.artifacts and registered.base_model_path == str(store / staged.name)
+    import yaml
+
+    mlmodel = yaml.safe_load((logged.parent / "MLmodel").read_text())  # names the base by reference and hash
+    assert mlmodel["metadata"]["base"]["weights_sha256"] == trained.base.weights_sha256
+    assert mlmodel["flavors"]["transformers"]["local_base_model_path"] == str(store / staged.name)
