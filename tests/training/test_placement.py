@@ -70,3 +70,14 @@ def test_a_model_split_by_device_map_computes_what_the_whole_model_does(tmp_path
         assert torch.allclose(whole(input_ids=ids).logits, split(input_ids=ids).logits, atol=1e-5)
         options = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
         assert torch.equal(whole.generate(ids, **options), split.generate(ids, **options))
+    # the evaluation's own scoring (windows, a cached head scored once for every candidate) through the hooks
+    from benchmarks.random_models import _word_tokenizer
+    from ptwiki_llm.evaluation.scoring import choice_scores
+    from ptwiki_llm.training.heldout import heldout_metrics
+
+    tokenizer = _word_tokenizer(64, ["<unk>", "<s>", "</s>"], "<s> $A", unk_token="<unk>", bos_token="<s>",
+                                eos_token="</s>")
+    text = " ".join(f"w{4 + (i * 7) % 60}" for i in range(40))
+    assert heldout_metrics(split, tokenizer, [text], 16) == pytest.approx(heldout_metrics(whole, tokenizer, [text], 16))
+    scores = [choice_scores(m, tokenizer, "w10 w11 w12", ["w13", "w20 w21 w22"]) for m in (whole, split)]
+    assert [s.total_logprob for s in scores[1]] == pytest.approx([s.total_logprob for s in scores[0]], abs=1e-4)
