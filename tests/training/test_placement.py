@@ -81,3 +81,41 @@ def test_a_model_split_by_device_map_computes_what_the_whole_model_does(tmp_path
     assert heldout_metrics(split, tokenizer, [text], 16) == pytest.approx(heldout_metrics(whole, tokenizer, [text], 16))
     scores = [choice_scores(m, tokenizer, "w10 w11 w12", ["w13", "w20 w21 w22"]) for m in (whole, split)]
     assert [s.total_logprob for s in scores[1]] == pytest.approx([s.total_logprob for s in scores[0]], abs=1e-4)
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("device", "gpus", "expected"), [
+    ("cpu", [], {}),
+    ("cuda", [H100], {}),
+    ("cuda", [H100] * 4, {"device_map": "auto", "max_memory": dict.fromkeys(range(4), int(H100 * 0.7))}),
+])
+def test_load_causal_lm_passes_the_placement_to_from_pretrained(device, gpus, expected, tmp_path, monkeypatch):
+    """What load_causal_lm asks transformers for on the CPU, one GPU and four GPUs (sizes given, no GPU used)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ptwiki_llm.config import load_config
+    from ptwiki_llm.models import placement, runtime
+    from tests.training.conftest import REPO
+
+    tiny_llama(tmp_path / "tiny")
+    config = load_config(REPO / "configs" / "local.yaml", {
+        "workdir": str(tmp_path / "wd"), "models": {"store": str(tmp_path / "store"), "dtype": "bfloat16",
+                                                    "base": {"name": "tiny", "path": str(tmp_path / "tiny")}}},
+        environ={})
+    captured: dict = {}
+
+    def from_pretrained(folder, **kwargs):
+        captured.update(kwargs)
+        raise _Captured
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda _: device)
+    monkeypatch.setattr(placement, "visible_gpu_memory", lambda: gpus)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    with pytest.raises(_Captured):
+        runtime.load_causal_lm(config, gpu_weights_share=config.evaluation.gpu_weights_share)
+    assert captured == {"dtype": torch.bfloat16, "local_files_only": True,
+                        "attn_implementation": "eager" if device == "cpu" else "sdpa", **expected}
