@@ -1,7 +1,8 @@
 """The MLflow model registry for adapters: register (alias ``challenger``), promote (alias ``champion``), load.
 
 A registered version holds the LoRA adapter and its tokenizer only, never the base weights
-(``mlflow.transformers.log_model(..., base_model_path=<staged base>)``), plus tags that say where it
+(``mlflow.transformers.log_model(..., base_model_path=<staged base>)``; registering reads no base weights either:
+the adapter is checked against the base's config.json, ptwiki_llm/models/adapters.py), plus tags that say where it
 came from: base model (name, staged path, weights sha256, Hub id + revision), dataset and config
 hashes, git commit, container image. Loading back needs the registry and the model store, nothing else.
 """
@@ -144,25 +145,23 @@ def lineage(config: Config, trained: TrainResult) -> dict[str, str]:
 
 
 def register_adapter(config: Config, trained: TrainResult, pipeline_run_id: str | None = None) -> RegisteredAdapter:
-    """Log the trained adapter (not the base) as a new version of ``registry.model_name``, alias challenger."""
-    import mlflow
-    from peft import PeftModel
+    """Log the trained adapter (not the base) as a new version of ``registry.model_name``, alias challenger.
 
-    from ptwiki_llm.models.runtime import load_causal_lm
+    No base weights are read: the adapter is checked against the base's architecture (its config.json) and its
+    files are logged as trained, so the register job of a 70B adapter needs the memory of the adapter only."""
+    import mlflow
+
+    from ptwiki_llm.models.runtime import load_staged_tokenizer, resolve_dtype
 
     adapter_dir = Path(trained.adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise RegistryError(f"no adapter in {adapter_dir} (adapter_config.json missing); rerun the train step")
     base_dir = check_base(config, trained.base)
+    model = _adapter_model(base_dir, adapter_dir, resolve_dtype(config, "cpu"))
     name = config.registry.model_name
     tags = lineage(config, trained)
-    # MLflow's flavor wants the PEFT model object, but only the adapter is written: load the base on the CPU
-    # (the register step runs on CPU nodes; a meta-device base cannot build MLflow's pipeline).
-    on_cpu = config.model_copy(deep=True)
-    on_cpu.models.device = "cpu"
     with tracking.step_run(config, "register", pipeline_run_id) as run, _offline():
-        model, tokenizer = load_causal_lm(on_cpu)
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        tokenizer = load_staged_tokenizer(base_dir)
         tokenizer.padding_side = "left"
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tokenizer},
@@ -187,6 +186,32 @@ def register_adapter(config: Config, trained: TrainResult, pipeline_run_id: str 
     return RegisteredAdapter(name=name, version=str(version.version), alias=config.registry.challenger_alias,
                              model_uri=info.model_uri, alias_uri=f"models:/{name}@{config.registry.challenger_alias}",
                              run_id=run.info.run_id, base_model_path=str(base_dir), artifacts=artifacts, tags=tags)
+
+
+def _adapter_model(base_dir: Path, adapter_dir: Path, dtype: Any) -> Any:
+    """The PEFT model MLflow's transformers flavor logs, over a meta-device base (models/adapters.py); refused with
+    BaseModelMismatchError when the adapter does not fit the base's architecture."""
+    from ptwiki_llm.models.adapters import ADAPTER_FILES, adapter_on_meta_base
+
+    model, problems = adapter_on_meta_base(base_dir, adapter_dir, dtype)
+    if problems:
+        raise BaseModelMismatchError(
+            f"the adapter in {adapter_dir} does not fit the base staged in {base_dir}: " + "; ".join(problems)
+            + "; register it with the base it was trained on (models.base of the preset that trained it) or retrain"
+        )
+
+    def save_pretrained(folder: str | Path, **_: Any) -> None:
+        # MLflow writes the adapter with the model's save_pretrained; this model's tensors are on the meta device
+        # (no data), so the adapter's files are copied as the trainer wrote them.
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for file in ADAPTER_FILES:
+            if (adapter_dir / file).is_file():
+                shutil.copy2(adapter_dir / file, Path(folder) / file)
+
+    model.save_pretrained = save_pretrained
+    # a one-device map keeps the pipeline MLflow builds from moving the meta tensors to a real device
+    model.base_model.model.hf_device_map = {"": "meta"}
+    return model
 
 
 def _artifact_paths(client: Any, run_id: str, info: Any) -> list[str]:
@@ -302,8 +327,10 @@ def download_adapter(config: Config, version: Any) -> Path:
     return target
 
 
-def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
-    """A registered version, its adapter merged into the base, ready to generate; registry and model store only."""
+def load_for_inference(config: Config, which: str, gpu_weights_share: float | None = None) -> tuple[Any, Any]:
+    """A registered version, its adapter merged into the base, ready to generate; registry and model store only.
+    With ``gpu_weights_share`` and several GPUs visible, the base loads across them (load_causal_lm) and each
+    layer's adapter merges on that layer's GPU."""
     from peft import PeftModel
 
     from ptwiki_llm.models.runtime import load_causal_lm, load_staged_tokenizer
@@ -316,7 +343,7 @@ def load_for_inference(config: Config, which: str) -> tuple[Any, Any]:
     check_base(config, base)
     with _offline():
         folder = download_adapter(config, version)
-        model, _ = load_causal_lm(config)
+        model, _ = load_causal_lm(config, gpu_weights_share=gpu_weights_share)
         model = PeftModel.from_pretrained(model, str(folder / "peft"), is_trainable=False)
         # Inference only: folding the LoRA deltas into the (unquantized) base weights removes the adapter's
         # extra matmuls from every forward pass (on the CPU, scoring through the adapter layers took

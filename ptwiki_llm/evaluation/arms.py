@@ -83,15 +83,16 @@ def plan_arms(config: Config, versions: Versions) -> tuple[list[Arm], list[str]]
 
 def load_arm_model(config: Config, model: str, versions: Versions) -> tuple[Any, Any]:
     """Model and tokenizer of an arm's model, from the model store and the registry only."""
+    share = config.evaluation.gpu_weights_share  # across the job's GPUs when it has several
     if model == "base":
         from ptwiki_llm.models.runtime import load_causal_lm
 
-        return load_causal_lm(config)
+        return load_causal_lm(config, gpu_weights_share=share)
     from ptwiki_llm.registry import load_for_inference
 
     version = versions.challenger if model == "ft" else versions.champion
     assert version is not None  # plan_arms left out arms without a version
-    return load_for_inference(config, version)
+    return load_for_inference(config, version, gpu_weights_share=share)
 
 
 def release_memory() -> None:

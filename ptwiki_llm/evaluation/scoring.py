@@ -83,7 +83,7 @@ def _continuations(model: Any, tokenizer: Any, head: list[int], spans: list[list
         logprobs = torch.log_softmax(step.logits.float(), dim=-1)
     scores: list[ClozeScore] = []
     for row, (span, tail) in enumerate(zip(spans, tails, strict=True)):
-        targets = torch.tensor(tail[1:], device=device)
+        targets = torch.tensor(tail[1:], device=logprobs.device)  # a sharded model's logits: its last GPU
         rest = logprobs[row, : len(tail) - 1].gather(1, targets[:, None])[:, 0].tolist()
         per_token = [first[tail[0]].item(), *rest]
         scores.append(ClozeScore(sum(per_token[: len(span)]), sum(per_token)))

@@ -4,11 +4,16 @@
   (``torchrun --standalone``), so 4 ranks need ``--gres=gpu:4`` on ``nodes: 1``.
 - FSDP is not combined with 4-bit quantization (QLoRA + FSDP is not a verified path here).
 - Host memory (``--mem``) holds the base weights as many times as processes load them whole: every DDP
-  rank, one rank under FSDP with ``cpu_ram_efficient_loading``, the register step (it loads the base on
-  the CPU to log the adapter), every step on the CPU. 4-bit loading quantizes shard by shard, so a QLoRA
-  rank is not held to the whole base in host memory.
+  rank, one rank under FSDP with ``cpu_ram_efficient_loading``, an evaluate job on one GPU (the base loads
+  in host memory, then moves to the GPU). 4-bit loading quantizes shard by shard, so a QLoRA rank is not
+  held to the whole base in host memory; an evaluate job on several GPUs loads each tensor straight onto its
+  GPU. The register step reads no base weights (the adapter is checked against the base's config.json), so
+  it is held to nothing here.
 - GPU memory (``gpu_memory`` of the job, when set): one GPU holds what one rank loads (the whole base for
-  DDP and for evaluate, a 1/ranks share under FSDP), counted at the weights' own size, a lower bound.
+  DDP, a 1/ranks share under FSDP), counted at the weights' own size, a lower bound. Evaluate holds the
+  whole base on one GPU; on several it loads the base across them (ptwiki_llm/models/placement.py), weights
+  / GPUs on each, which must fit under ``evaluation.gpu_weights_share`` of a GPU (the rest is headroom for
+  activations and the KV cache).
 
 Sizes use ``models.base.parameters`` (the parameter count) and the bytes per parameter of
 ``models.dtype`` (4-bit: half a byte); with no count, or no ``mem``, the memory checks are skipped.
@@ -75,17 +80,33 @@ def problems(config: Config) -> list[str]:
     if train.quantization == "none":
         loaders = 1 if fsdp_lean else train.num_processes
         _check_host(found, "train", job, loaders * weights, f"{loaders} process(es) x {_gb(weights)} of {dtype} base")
-    register = hpc.job_for("register")
-    cpu_weights = params * _BYTES[models.dtype if models.dtype != "auto" else "float32"]
-    _check_host(found, "register", register, cpu_weights, f"the base on the CPU ({_gb(cpu_weights)})")
     if cuda and job.gpu_memory:
         per_gpu = (weights / train.num_processes if train.fsdp
                    else quantized if train.quantization != "none" else weights)
         _check_gpu(found, "train", job, per_gpu)
-    evaluate = hpc.job_for("evaluate")
-    if cuda and evaluate.gpu_memory:
-        _check_gpu(found, "evaluate", evaluate, weights)
+    if cuda:
+        _check_evaluate(found, hpc.job_for("evaluate"), weights, config.evaluation.gpu_weights_share)
     return found
+
+
+def _check_evaluate(found: list[str], job: SlurmJobConfig, weights: float, share: float) -> None:
+    gpus = job_gpus(job)
+    if gpus is None:  # a gres that does not say how many GPUs
+        return
+    if gpus <= 1:
+        _check_host(found, "evaluate", job, weights, f"the base ({_gb(weights)}) it loads before moving it to the GPU")
+    if not job.gpu_memory:
+        return
+    gpu = memory_bytes(job.gpu_memory)
+    needed = -(-int(weights) // int(gpu * share))
+    if gpus <= 1 and gpu < weights:
+        found.append(f"hpc.steps.evaluate: one GPU ({job.gpu_memory}) cannot hold the {_gb(weights)} of base weights "
+                     f"the evaluate process loads on it; set hpc.steps.evaluate.gpus: {needed} (evaluation then loads "
+                     f"the base across the job's GPUs, at most evaluation.gpu_weights_share={share} of each)")
+    elif gpus > 1 and weights / gpus > gpu * share:
+        found.append(f"hpc.steps.evaluate: {gpus} GPUs ({job.gpu_memory} each) hold {_gb(weights / gpus)} of base "
+                     f"weights each, more than evaluation.gpu_weights_share={share} of a GPU ({_gb(gpu * share)}, the "
+                     f"rest is activations and KV cache); set hpc.steps.evaluate.gpus: {needed}")
 
 
 def _check_host(found: list[str], step: str, job: SlurmJobConfig, need: float, what: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ptwiki_llm.config import Config, ModelRef
 from ptwiki_llm.errors import ConfigError
+from ptwiki_llm.models.placement import check_on_gpus, sharded_load
 from ptwiki_llm.models.staging import model_weights_dir
 
 
@@ -111,11 +112,13 @@ def load_staged_tokenizer(folder: Path) -> Any:
 
 
 def load_causal_lm(config: Config, ref: ModelRef | None = None, *, quantization_config: Any = None,
-                   device_map: Any = None) -> tuple[Any, Any]:
+                   device_map: Any = None, gpu_weights_share: float | None = None) -> tuple[Any, Any]:
     """The base causal LM and its tokenizer from local files only, on the configured device, in eval mode.
 
     The tokenizer pads on the left (batched generation); training collators pad on their own.
-    ``quantization_config`` (a BitsAndBytesConfig for QLoRA) is only valid on CUDA.
+    ``quantization_config`` (a BitsAndBytesConfig for QLoRA) is only valid on CUDA. ``gpu_weights_share``
+    (inference): with several GPUs visible, the model loads across them, at most this share of each GPU's memory
+    for weights (models/placement.py); on the CPU or one GPU, and when None, it loads whole on the device.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -133,9 +136,13 @@ def load_causal_lm(config: Config, ref: ModelRef | None = None, *, quantization_
         kwargs["device_map"] = device_map or {"": torch.cuda.current_device()}
     elif device_map is not None:
         kwargs["device_map"] = device_map
+    elif gpu_weights_share is not None:
+        kwargs.update(sharded_load(device, folder, dtype, gpu_weights_share))
     model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
-    if quantization_config is None and device_map is None:
+    if "device_map" not in kwargs:
         model.to(device)
+    elif gpu_weights_share is not None:
+        check_on_gpus(model)
     model.eval()
     tokenizer = load_staged_tokenizer(folder)
     tokenizer.padding_side = "left"

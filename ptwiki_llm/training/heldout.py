@@ -38,7 +38,9 @@ def heldout_metrics(model: Any, tokenizer: Any, texts: list[str], max_length: in
             for begin in range(0, len(ids) - 1, max_length - 1):
                 window = torch.tensor([ids[begin : begin + max_length]], device=device)
                 logits = model(input_ids=window).logits.float()
-                nll = torch.nn.functional.cross_entropy(logits[0, :-1], window[0, 1:], reduction="sum")
+                # a model sharded over GPUs returns its logits on the last one, not where the inputs went
+                targets = window[0, 1:].to(logits.device)
+                nll = torch.nn.functional.cross_entropy(logits[0, :-1], targets, reduction="sum")
                 total_nll += nll.item()
                 total_tokens += window.shape[1] - 1
             total_bytes += len(text.encode("utf-8"))

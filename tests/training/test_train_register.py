@@ -170,3 +170,28 @@ def test_register_runs_on_a_cpu_node_for_a_gpu_preset(trained, config):
     gpu_preset = config.model_copy(deep=True)
     gpu_preset.models.device = "cuda"
     assert int(register_stage(gpu_preset, trained).version) >= 2
+
+
+def test_register_reads_no_base_weights(trained, config, model_store, tmp_path):
+    """Registering a 70B adapter must not need the base in memory: with the base's weight files gone from the
+    model store (config.json, tokenizer and stage manifest kept), the adapter still registers, its files as trained."""
+    from ptwiki_llm.models.staging import model_weights_dir
+
+    staged = model_weights_dir(config)
+    store = tmp_path / "store"
+    (store / staged.name).mkdir(parents=True)
+    for file in staged.iterdir():
+        if file.suffix not in (".safetensors", ".bin", ".gguf"):
+            (store / staged.name / file.name).symlink_to(file)
+    without_weights = config.model_copy(deep=True)
+    without_weights.models.store = str(store)
+    registered = register_stage(without_weights, trained)
+    logged = registry.download_adapter(config, registry.resolve_version(config, registered.version)) / "peft"
+    trained_file = Path(trained.adapter_dir) / "adapter_model.safetensors"
+    assert (logged / "adapter_model.safetensors").read_bytes() == trained_file.read_bytes()
+    assert "peft/adapter_config.json" in registered.artifacts and registered.base_model_path == str(store / staged.name)
+    import yaml
+
+    mlmodel = yaml.safe_load((logged.parent / "MLmodel").read_text())  # names the base by reference and hash
+    assert mlmodel["metadata"]["base"]["weights_sha256"] == trained.base.weights_sha256
+    assert mlmodel["flavors"]["transformers"]["local_base_model_path"] == str(store / staged.name)
