@@ -15,6 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 # the ``browser`` fixture (headless Chromium) for the browser tests
 pytest_plugins = ["tests.browser"]
 
+# Where the CPU has VNNI, rag.embedding.backend=auto picks int8 ONNX, exported once per model store; every test
+# workdir has its own store, and the export (~25 s on 2 cores) in each would cost CI minutes. The tests' pipeline
+# runs embed with torch; tests/rag/test_embedding_backend.py covers the ONNX runtimes and the 'auto' rule.
+os.environ.setdefault("PTWIKI_RAG__EMBEDDING__BACKEND", "torch")
+
+
+def pinned_environ() -> dict[str, str]:
+    """What an in-process load_config of a test takes from the environment: the staged assets and the embedding
+    runtime pinned above (so it opens the collections the tests' CLI runs built)."""
+    return {k: v for k, v in os.environ.items() if k in ("PTWIKI_ASSET_PATH", "PTWIKI_RAG__EMBEDDING__BACKEND")}
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Every test starts without MLFLOW_TRACKING_URI: tests use their own stores, and
@@ -100,7 +111,7 @@ def workdir_config(workdir: Path) -> Any:
     return load_config(REPO / "configs" / "local.yaml",
                        {"workdir": str(workdir), "data": {"max_articles": TINY_RUN_ARTICLES},
                         "rag": {"embedding": {"device": "cpu"}}},
-                       environ={k: v for k, v in os.environ.items() if k == "PTWIKI_ASSET_PATH"})
+                       environ=pinned_environ())
 
 
 def stage_slice(config: Any, stage: str) -> Any:

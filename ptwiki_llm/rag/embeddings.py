@@ -49,7 +49,8 @@ class Embedder:
         self.dimension: int = int(dimension())
         self.max_seq_length: int = int(self.model.max_seq_length)
         choice = (BackendChoice("torch", "none") if cfg.backend == "auto" and model_store is None
-                  else choose_backend(cfg.backend, cfg.quantization, self.device, cpu_has_vnni()))
+                  else choose_backend(cfg.backend, cfg.quantization, self.device, cpu_has_vnni(),
+                                      torch_bf16=bf16_autocast(cfg.bf16_autocast, self.device)))
         self.backend, self.quantization = choice.backend, choice.quantization
         self.onnx_export = None
         self._session = None

@@ -20,6 +20,7 @@ import pytest
 
 from ptwiki_llm.hpc import detached
 from ptwiki_llm.hpc.slurm import SlurmClient
+from tests.conftest import pinned_environ
 
 pytestmark = pytest.mark.slurm
 
@@ -69,7 +70,7 @@ def _single_ingest(workdir: Path, out: Path) -> dict:
     from ptwiki_llm.data.sources.base import ConvertOptions
 
     cfg = load_config(CONFIG, {"workdir": str(workdir), "data": {"max_articles": 10}},
-                      environ={k: v for k, v in os.environ.items() if k == "PTWIKI_ASSET_PATH"})
+                      environ=pinned_environ())
     options = ConvertOptions(wiki_base_url=cfg.data.wiki_base_url, max_article_bytes=cfg.data.ingest.max_article_bytes,
                              min_text_chars=cfg.data.ingest.min_text_chars)
     return ingest(resolve_data_source(cfg), out, options, cfg.data.ingest, 10, show_progress=False).manifest

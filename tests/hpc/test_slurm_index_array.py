@@ -10,7 +10,6 @@ The embedding is float32 on both sides: bf16 matmuls round differently with the 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from ptwiki_llm.hpc.slurm import SlurmClient
+from tests.conftest import pinned_environ
 
 pytestmark = pytest.mark.slurm
 
@@ -33,7 +33,7 @@ def _config(workdir: Path, lancedb: Path):
     return load_config(CONFIG, {"workdir": str(workdir), "data": {"max_articles": ARTICLES},
                                 "rag": {"embedding": {"device": "cpu", "bf16_autocast": False},
                                         "store": {"lancedb_uri": str(lancedb)}}},
-                       environ={k: v for k, v in os.environ.items() if k == "PTWIKI_ASSET_PATH"})
+                       environ=pinned_environ())
 
 
 def _wait(job_id: str, timeout: float = 600) -> object:

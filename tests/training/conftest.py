@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from ptwiki_llm.config import Config, load_config
 from ptwiki_llm.data.format import FormattedData, render
+from tests.conftest import pinned_environ
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,7 @@ def tiny_config(workdir: Path, store: Path, **train: Any) -> Config:
         "workdir": str(workdir),
         "models": {"store": str(store), "device": "cpu"},
         "train": settings,
-    }, environ={k: v for k, v in os.environ.items() if k == "PTWIKI_ASSET_PATH"})
+    }, environ=pinned_environ())
 
 
 @pytest.fixture
