@@ -137,6 +137,11 @@ class ModelsConfig(_Section):
     # Where and how causal LMs run (training and inference). 'auto' picks CUDA when present, else CPU;
     # 'cuda' fails when no GPU is visible instead of silently running on CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpu_weights_share: float = Field(
+        0.7, gt=0, le=1, description="inference (evaluation arms, paraphrases) with several GPUs visible: the "
+        "model loads across them (device_map=auto) with at most this share of each GPU's memory for weights; the "
+        "rest is headroom for activations and the KV cache (ptwiki_llm/models/placement.py)"
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights/compute dtype; auto = bfloat16 on CUDA (float16 without bf16), float32 on CPU"
     )
@@ -458,11 +463,6 @@ class EvaluationConfig(_Section):
         "bf16 (CUDA, CPUs with AVX512-BF16/AMX), as GPU runs evaluate in bf16 weights; docs/evaluation.md"
     )
     examples_in_report: int = Field(20, ge=0, description="QA items shown on the examples page")
-    gpu_weights_share: float = Field(
-        0.7, gt=0, le=1, description="with several GPUs visible, each arm's model loads across them "
-        "(device_map=auto) with at most this share of each GPU's memory for weights; the rest is headroom for "
-        "activations and the KV cache (ptwiki_llm/models/placement.py)"
-    )
     mlflow_traces_per_arm: int = Field(50, ge=0, description="RAG QA answers logged as MLflow traces, per RAG arm")
     bootstrap: BootstrapConfig = BootstrapConfig()
     gate: GateConfig = GateConfig()

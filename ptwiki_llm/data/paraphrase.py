@@ -22,7 +22,8 @@ def base_model_paraphraser(config: Config, rounds: int) -> Callable[[list[str]],
         from ptwiki_llm.models.runtime import load_causal_lm
         from ptwiki_llm.rag.answer import generate_batch, render_prompt
 
-        model, tokenizer = load_causal_lm(config)
+        # across the job's GPUs when it has several (a 70B base does not fit on one)
+        model, tokenizer = load_causal_lm(config, gpu_weights_share=config.models.gpu_weights_share)
         out: list[list[str]] = [[] for _ in texts]
         prompts = [render_prompt(tokenizer, INSTRUCTION.format(text=text), []) for text in texts]
         for round_number in range(rounds):

@@ -83,7 +83,7 @@ def plan_arms(config: Config, versions: Versions) -> tuple[list[Arm], list[str]]
 
 def load_arm_model(config: Config, model: str, versions: Versions) -> tuple[Any, Any]:
     """Model and tokenizer of an arm's model, from the model store and the registry only."""
-    share = config.evaluation.gpu_weights_share  # across the job's GPUs when it has several
+    share = config.models.gpu_weights_share  # across the job's GPUs when it has several
     if model == "base":
         from ptwiki_llm.models.runtime import load_causal_lm
 

@@ -12,8 +12,9 @@
 - GPU memory (``gpu_memory`` of the job, when set): one GPU holds what one rank loads (the whole base for
   DDP, a 1/ranks share under FSDP), counted at the weights' own size, a lower bound. Evaluate holds the
   whole base on one GPU; on several it loads the base across them (ptwiki_llm/models/placement.py), weights
-  / GPUs on each, which must fit under ``evaluation.gpu_weights_share`` of a GPU (the rest is headroom for
-  activations and the KV cache).
+  / GPUs on each, which must fit under ``models.gpu_weights_share`` of a GPU (the rest is headroom for
+  activations and the KV cache). The format step, when ``data.knowledge.paraphrases`` asks the base on CUDA to
+  write paraphrases, needs a GPU job held to the same as evaluate.
 
 Sizes use ``models.base.parameters`` (the parameter count) and the bytes per parameter of
 ``models.dtype`` (4-bit: half a byte); with no count, or no ``mem``, the memory checks are skipped.
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 _BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+PARAPHRASE_STEP = "format_examples"  # the pipeline step (and hpc.steps key) that writes the knowledge texts
 _GRES_GPUS = re.compile(r"^gpu(?::[^:,]+)?:(\d+)$")
 
 
@@ -85,28 +87,39 @@ def problems(config: Config) -> list[str]:
                    else quantized if train.quantization != "none" else weights)
         _check_gpu(found, "train", job, per_gpu)
     if cuda:
-        _check_evaluate(found, hpc.job_for("evaluate"), weights, config.evaluation.gpu_weights_share)
+        share = config.models.gpu_weights_share
+        _check_inference(found, "evaluate", hpc.job_for("evaluate"), weights, share)
+        paraphrases = config.data.knowledge.paraphrases
+        if paraphrases:  # the format step generates them with the base
+            paraphrasing = hpc.job_for(PARAPHRASE_STEP)
+            if not job_gpus(paraphrasing):
+                found.append(f"data.knowledge.paraphrases={paraphrases}: the format step generates them with the base "
+                             f"on models.device=cuda, but its job asks for no GPU; set hpc.steps.{PARAPHRASE_STEP} "
+                             "partition and gpus (as atena.yaml does), or data.knowledge.paraphrases: 0")
+            else:
+                _check_inference(found, PARAPHRASE_STEP, paraphrasing, weights, share)
     return found
 
 
-def _check_evaluate(found: list[str], job: SlurmJobConfig, weights: float, share: float) -> None:
+def _check_inference(found: list[str], step: str, job: SlurmJobConfig, weights: float, share: float) -> None:
+    """One process loads the base for inference: whole on one GPU (through host memory), or across the job's GPUs."""
     gpus = job_gpus(job)
     if gpus is None:  # a gres that does not say how many GPUs
         return
     if gpus <= 1:
-        _check_host(found, "evaluate", job, weights, f"the base ({_gb(weights)}) it loads before moving it to the GPU")
+        _check_host(found, step, job, weights, f"the base ({_gb(weights)}) it loads before moving it to the GPU")
     if not job.gpu_memory:
         return
     gpu = memory_bytes(job.gpu_memory)
     needed = -(-int(weights) // int(gpu * share))
     if gpus <= 1 and gpu < weights:
-        found.append(f"hpc.steps.evaluate: one GPU ({job.gpu_memory}) cannot hold the {_gb(weights)} of base weights "
-                     f"the evaluate process loads on it; set hpc.steps.evaluate.gpus: {needed} (evaluation then loads "
-                     f"the base across the job's GPUs, at most evaluation.gpu_weights_share={share} of each)")
+        found.append(f"hpc.steps.{step}: one GPU ({job.gpu_memory}) cannot hold the {_gb(weights)} of base weights "
+                     f"the {step} process loads on it; set hpc.steps.{step}.gpus: {needed} (inference then loads "
+                     f"the base across the job's GPUs, at most models.gpu_weights_share={share} of each)")
     elif gpus > 1 and weights / gpus > gpu * share:
-        found.append(f"hpc.steps.evaluate: {gpus} GPUs ({job.gpu_memory} each) hold {_gb(weights / gpus)} of base "
-                     f"weights each, more than evaluation.gpu_weights_share={share} of a GPU ({_gb(gpu * share)}, the "
-                     f"rest is activations and KV cache); set hpc.steps.evaluate.gpus: {needed}")
+        found.append(f"hpc.steps.{step}: {gpus} GPUs ({job.gpu_memory} each) hold {_gb(weights / gpus)} of base "
+                     f"weights each, more than models.gpu_weights_share={share} of a GPU ({_gb(gpu * share)}, the "
+                     f"rest is activations and KV cache); set hpc.steps.{step}.gpus: {needed}")
 
 
 def _check_host(found: list[str], step: str, job: SlurmJobConfig, need: float, what: str) -> None:

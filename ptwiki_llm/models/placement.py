@@ -2,7 +2,7 @@
 
 With several GPUs visible (the evaluate job of a 70B base asks for them), the model loads in one process across
 them with accelerate's ``device_map="auto"`` (balanced over the GPUs, whole decoder layers per GPU); ``max_memory``
-caps each GPU's share of weights at ``evaluation.gpu_weights_share`` of its memory, leaving the rest to activations and
+caps each GPU's share of weights at ``models.gpu_weights_share`` of its memory, leaving the rest to activations and
 the KV cache of batched generation. On the CPU or one GPU nothing changes: the model loads whole, then moves there.
 """
 
@@ -70,8 +70,8 @@ def check_fits(need: int, placement: dict[str, Any], share: float) -> None:
         wanted = -(-need // max(caps.values()))
         raise ShardingError(
             f"the model's {need / gib:.1f} GiB of weights do not fit in {len(caps)} GPU(s) at "
-            f"evaluation.gpu_weights_share={share} of each ({room / gib:.1f} GiB in all): run on at least {wanted} "
-            f"such GPUs (hpc.steps.evaluate.gpus) or raise evaluation.gpu_weights_share"
+            f"models.gpu_weights_share={share} of each ({room / gib:.1f} GiB in all): run on at least {wanted} "
+            f"such GPUs (hpc.steps.evaluate.gpus) or raise models.gpu_weights_share"
         )
 
 
@@ -81,4 +81,4 @@ def check_on_gpus(model: Any) -> None:
                         if not isinstance(where, int) and not str(where).startswith("cuda")})
     if offloaded:
         raise ShardingError(f"accelerate placed part of the model on {', '.join(offloaded)}, not on the GPUs: run "
-                            "on more GPUs (hpc.steps.evaluate.gpus) or raise evaluation.gpu_weights_share")
+                            "on more GPUs (hpc.steps.evaluate.gpus) or raise models.gpu_weights_share")

@@ -31,13 +31,18 @@ def test_every_slurm_preset_loads_and_its_train_job_has_a_gpu_per_rank(preset):
         "mem": "512G"}}}}, "cannot hold 8 process(es) x 128 GiB"),
     ("atena-70b", {"hpc": {"steps": {"evaluate": {"gpus": 1}}}},
      "hpc.steps.evaluate: one GPU (80G) cannot hold the 128 GiB of base weights the evaluate process loads on it; "
-     "set hpc.steps.evaluate.gpus: 3 (evaluation then loads the base across the job's GPUs"),
+     "set hpc.steps.evaluate.gpus: 3 (inference then loads the base across the job's GPUs"),
     ("atena-70b", {"hpc": {"steps": {"evaluate": {"gpus": 1}}}},
      "hpc.steps.evaluate.mem=64G cannot hold the base (128 GiB) it loads before moving it to the GPU"),
     ("atena-70b", {"hpc": {"steps": {"evaluate": {"gres": "gpu:h100:2"}}}},
-     "2 GPUs (80G each) hold 64 GiB of base weights each, more than evaluation.gpu_weights_share=0.7 of a GPU (56 GiB"),
-    ("atena-70b", {"evaluation": {"gpu_weights_share": 0.3}}, "set hpc.steps.evaluate.gpus: 6"),
+     "2 GPUs (80G each) hold 64 GiB of base weights each, more than models.gpu_weights_share=0.7 of a GPU (56 GiB"),
+    ("atena-70b", {"models": {"gpu_weights_share": 0.3}}, "set hpc.steps.evaluate.gpus: 6"),
     ("atena", {"hpc": {"steps": {"train": {"gpu_memory": "2G"}}}}, "hpc.steps.train: one GPU (2G) cannot hold"),
+    ("atena", {"hpc": {"steps": {"format_examples": {"gpus": 0}}}},
+     "data.knowledge.paraphrases=2: the format step generates them with the base on models.device=cuda, but its "
+     "job asks for no GPU"),
+    ("atena-70b", {"hpc": {"steps": {"format_examples": {"gpus": 1}}}},
+     "hpc.steps.format_examples: one GPU (80G) cannot hold the 128 GiB of base weights"),
     ("atena-13b", {"hpc": {"steps": {"train": {"nodes": 2}}}}, "runs its ranks on one node"),
 ])
 def test_a_preset_that_cannot_run_is_refused_at_load_with_what_to_set(preset, override, message):
@@ -52,6 +57,12 @@ def test_the_70b_register_job_needs_no_memory_for_the_base_and_its_evaluate_job_
     assert problems(config) == []  # register reads no base weights: 8G is far below the 128 GiB base
     evaluate = config.hpc.job_for("evaluate")
     assert job_gpus(evaluate) == 4 and memory_bytes(evaluate.gpu_memory) == 80 << 30
+
+
+def test_without_paraphrases_the_format_step_needs_no_gpu():
+    config = load_config(REPO / "configs" / "atena.yaml", {"data": {"knowledge": {"paraphrases": 0}}, "hpc": {
+        "steps": {"format_examples": {"gpus": 0}}}}, environ={})
+    assert problems(config) == []
 
 
 def test_local_presets_are_not_held_to_slurm_checks():
