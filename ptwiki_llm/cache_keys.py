@@ -88,12 +88,19 @@ def registry_cache_state(config: Config) -> dict[str, Any]:
     is gone.
     """
     current = registry_state(config)
-    return _kept_key(_registry_state_file(config), current) or {**current, "token": uuid4().hex}
+    return _canonical(_kept_key(_registry_state_file(config), current) or {**current, "token": uuid4().hex})
 
 
 def record_registry_state(config: Config, key: dict[str, Any]) -> None:
     """After a run that evaluated: remember the registry as it left it, and the key evaluate ran under."""
     _record_state(_registry_state_file(config), registry_state(config), key)
+
+
+def _canonical(key: dict[str, Any]) -> dict[str, Any]:
+    """Keys in sorted order at every level. ZenML hashes a step parameter as ``str(value)``, which follows the
+    dict's insertion order: a key freshly built and the same key read back from its state file (written
+    sorted) must print alike, or the unchanged re-run misses the cache."""
+    return json.loads(json.dumps(key, sort_keys=True))
 
 
 def _kept_key(state_file: Path, current: dict[str, Any]) -> dict[str, Any] | None:
@@ -156,7 +163,7 @@ def index_cache_state(config: Config) -> dict[str, Any]:
     run's key (so the run's own writes do not re-run index next time); any other store gets a key never
     used before (a wiped store looks like the empty one of the first run, whose cached output is stale)."""
     current = store_state(config)
-    return _kept_key(_state_file(config), current) or {"found": current, "token": uuid4().hex}
+    return _canonical(_kept_key(_state_file(config), current) or {"found": current, "token": uuid4().hex})
 
 
 def record_index_state(config: Config, key: dict[str, Any]) -> None:

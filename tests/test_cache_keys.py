@@ -71,7 +71,8 @@ def test_index_keeps_its_key_while_the_store_is_as_it_left_it_and_not_after_a_wi
     folder.mkdir(parents=True)
     lancedb.connect(str(folder)).create_table("Ptwiki_abc", pa.table({"id": ["a", "b"]}))  # what index wrote
     record_index_state(config, first)
-    assert index_cache_state(config) == first  # the next run: served from the cache
+    # the next run: served from the cache. ZenML hashes str(parameter), so the key must print alike too
+    assert str(index_cache_state(config)) == str(first)
     shutil.rmtree(folder)  # the store wiped (or another server): the cached output is stale
     wiped = index_cache_state(config)
     assert wiped != first and wiped["found"] == first["found"] == {"backend": "lancedb", "collections": {}}
@@ -92,7 +93,8 @@ def test_register_and_evaluate_keep_their_key_after_their_own_alias_moves_only(t
     client.set_registered_model_alias(config.registry.model_name, "challenger", "1")
     client.set_registered_model_alias(config.registry.model_name, "champion", "1")
     record_registry_state(config, first)
-    assert registry_cache_state(config) == first  # the unchanged re-run: served from the cache
+    # the unchanged re-run: served from the cache (ZenML hashes str(parameter): it must print alike, key order too)
+    assert str(registry_cache_state(config)) == str(first)
     client.delete_registered_model_alias(config.registry.model_name, "champion")  # moved by hand
     moved = registry_cache_state(config)
     assert moved != first and moved["aliases"] == {"challenger": "1"}
