@@ -457,6 +457,7 @@ class SlurmOrchestrator(BaseOrchestrator):
         if pipeline_run_id is None:
             return
         from zenml.client import Client
+        from zenml.constants import STR_FIELD_MAX_LENGTH
         from zenml.orchestrators.publish_utils import publish_failed_step_run, publish_pipeline_run_status_update
 
         try:
@@ -466,8 +467,9 @@ class SlurmOrchestrator(BaseOrchestrator):
                 if step_run is not None and not step_run.status.is_finished:
                     publish_failed_step_run(step_run.id)
             if not Client().get_pipeline_run(pipeline_run_id).status.is_finished:  # ZenML wants the UUID itself
-                # status_reason: ZenML refuses more than 255 characters (and then leaves the run unmarked)
-                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=report[:255])
+                # status_reason: ZenML refuses a longer one (and then leaves the run unmarked)
+                publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED,
+                                                   status_reason=report[:STR_FIELD_MAX_LENGTH])
         except Exception as exc:  # the jobs' failure is the error to show, not this bookkeeping
             emit(f"[slurm] warning: could not mark ZenML run {pipeline_run_id} failed: {exc}")
 
