@@ -14,6 +14,9 @@ from typing import Any
 
 from ptwiki_llm.errors import ConfigError
 
+# the jobs that load a model for inference: evaluate (the arms) and format (data.knowledge.paraphrases)
+_GPUS_SETTING = "hpc.steps.evaluate.gpus, or hpc.steps.format_examples.gpus for paraphrases"
+
 
 class ShardingError(ConfigError, RuntimeError):
     pass
@@ -71,7 +74,7 @@ def check_fits(need: int, placement: dict[str, Any], share: float) -> None:
         raise ShardingError(
             f"the model's {need / gib:.1f} GiB of weights do not fit in {len(caps)} GPU(s) at "
             f"models.gpu_weights_share={share} of each ({room / gib:.1f} GiB in all): run on at least {wanted} "
-            f"such GPUs (hpc.steps.evaluate.gpus) or raise models.gpu_weights_share"
+            f"such GPUs ({_GPUS_SETTING}) or raise models.gpu_weights_share"
         )
 
 
@@ -81,4 +84,4 @@ def check_on_gpus(model: Any) -> None:
                         if not isinstance(where, int) and not str(where).startswith("cuda")})
     if offloaded:
         raise ShardingError(f"accelerate placed part of the model on {', '.join(offloaded)}, not on the GPUs: run "
-                            "on more GPUs (hpc.steps.evaluate.gpus) or raise models.gpu_weights_share")
+                            f"on more GPUs ({_GPUS_SETTING}) or raise models.gpu_weights_share")
