@@ -146,7 +146,8 @@ class ModelsConfig(_Section):
         "auto", description="weights/compute dtype; auto = bfloat16 on CUDA (float16 without bf16), float32 on CPU"
     )
     attn_implementation: str | None = Field(
-        None, description="None = eager on CPU (3-4x faster than sdpa for small models there), sdpa on CUDA"
+        None, description="None = sdpa, except eager to train on the CPU (3-4x faster than sdpa for small models "
+        "there); inference on the CPU (evaluation, answers) reads long prompts, where sdpa is faster"
     )
 
 

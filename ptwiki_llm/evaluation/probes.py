@@ -219,9 +219,11 @@ def build_probes(articles: Iterable[Mapping[str, Any]], cfg: ProbesConfig, seed:
             groups[article_id] = "heldout" if heldout else "train"
 
     sorted_pools = {kind: sorted(values) for kind, values in pools.items()}
+    # every article's distractors are filtered by their normalised form: normalise each pool entry once
+    normalized = {span: normalize_answer(span) for values in pools.values() for span in values}
     chosen: dict[str, list[Probe]] = {"train": [], "heldout": []}
     for article_id in sorted(per_article):
-        probe = _probe_for(per_article[article_id], groups[article_id], sorted_pools, cfg, seed)
+        probe = _probe_for(per_article[article_id], groups[article_id], sorted_pools, normalized, cfg, seed)
         if probe is not None:
             chosen[probe.group].append(probe)
     want_heldout = round(cfg.count * cfg.heldout_share)
@@ -234,8 +236,8 @@ def build_probes(articles: Iterable[Mapping[str, Any]], cfg: ProbesConfig, seed:
     return sorted(picked, key=lambda p: p.article_id), counts
 
 
-def _probe_for(candidates: list[_Candidate], group: str, pools: dict[str, list[str]], cfg: ProbesConfig,
-               seed: int) -> Probe | None:
+def _probe_for(candidates: list[_Candidate], group: str, pools: dict[str, list[str]], normalized: dict[str, str],
+               cfg: ProbesConfig, seed: int) -> Probe | None:
     """One probe for an article: a seeded choice among its spans that have enough distractors."""
     rng = random.Random(f"{seed}:{candidates[0].article_id}")
     order = list(range(len(candidates)))
@@ -248,7 +250,7 @@ def _probe_for(candidates: list[_Candidate], group: str, pools: dict[str, list[s
             continue
         taken = {normalize_answer(gold)}
         options = [d for d in _similar(candidate.kind, gold, pools[candidate.kind])
-                   if normalize_answer(d) not in taken and d not in candidate.sentence]
+                   if normalized[d] not in taken and d not in candidate.sentence]
         if len(options) < cfg.distractors:
             continue
         distractors = tuple(rng.sample(options, cfg.distractors))

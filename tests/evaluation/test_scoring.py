@@ -87,3 +87,53 @@ def test_bf16_autocast_scores_stay_near_float32_and_rank_alike(lm):
     assert half != full  # autocast is really on
     assert half == pytest.approx(full, abs=0.5)
     assert sorted(range(3), key=full.__getitem__) == sorted(range(3), key=half.__getitem__)
+
+
+@pytest.fixture(scope="module")
+def inference_lm(model_store, tmp_path_factory):
+    """The model as the evaluation's arms load it (inference: sdpa attention on the CPU)."""
+    from ptwiki_llm.models.runtime import load_causal_lm
+    from tests.training.conftest import tiny_config
+
+    return load_causal_lm(tiny_config(tmp_path_factory.mktemp("wd"), model_store), inference=True)
+
+
+def test_attention_kernel_follows_the_use_and_the_setting(tmp_path, model_store):
+    from ptwiki_llm.models.runtime import attn_implementation
+    from tests.training.conftest import tiny_config
+
+    config = tiny_config(tmp_path, model_store)
+    assert attn_implementation(config, "cpu") == "eager"  # training on the CPU
+    assert attn_implementation(config, "cpu", inference=True) == "sdpa"
+    assert attn_implementation(config, "cuda") == attn_implementation(config, "cuda", inference=True) == "sdpa"
+    config.models.attn_implementation = "eager"
+    assert attn_implementation(config, "cpu", inference=True) == "eager"  # the setting wins
+
+
+def test_choice_scores_on_a_rag_sized_prompt_equal_a_full_forward(lm, inference_lm):
+    """The scores the arms compute (last-position logits of the head, candidates on its cache, sdpa) are those
+    of one plain forward pass over the whole sequence (eager, every position's logits), up to float noise."""
+    from ptwiki_llm.evaluation.scoring import choice_scores
+    from ptwiki_llm.training.heldout import start_token
+
+    eager, tokenizer = lm
+    model, _ = inference_lm
+    assert model.config._attn_implementation == "sdpa"
+    passage = ("Lisboa é a capital e a maior cidade de Portugal, situada na foz do rio Tejo. A cidade tem uma longa "
+               "história e foi a sede do império português. ") * 12
+    prompt = f"Fontes:\n{passage}\nPergunta: Qual é a capital de Portugal?\nResposta:"
+    candidates = [" Lisboa", " Madrid e Barcelona", " Roma"]
+    heads: list[dict] = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: heads.append(kwargs), with_kwargs=True)
+    try:
+        scores = choice_scores(model, tokenizer, prompt, candidates)
+    finally:
+        hook.remove()
+    assert heads[0].get("logits_to_keep") == 1  # the head's prefill keeps the last position's logits only
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head = [start_token(tokenizer), *ids(prompt)]
+    assert len(head) > 400
+    for candidate, score in zip(candidates, scores, strict=True):
+        full = _full_logprob(eager, tokenizer, head + ids(candidate), len(head))
+        assert score.span_logprob == pytest.approx(full, abs=2e-3)
+    assert max(range(3), key=lambda i: scores[i].span_logprob) == 0
