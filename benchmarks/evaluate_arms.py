@@ -295,8 +295,9 @@ def main() -> None:
         code = _extract(args.baseline, Path(tmp))
         for number in range(args.rounds):
             order = [("before", code), ("after", None)] if number % 2 == 0 else [("after", None), ("before", code)]
-            done = {label: _run_worker(args, where, Path(tmp) / f"{label}-{number}.json") for label, where in order}
-            for label in ("before", "after"):
+            done = {}
+            for label, where in order:
+                done[label] = _run_worker(args, where, Path(tmp) / f"{label}-{number}.json")
                 print(f"round {number + 1} {label}: {json.dumps(done[label]['timings'])}", flush=True)
             rounds.append(done)
     last = rounds[-1]
