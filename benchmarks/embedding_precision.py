@@ -2,8 +2,8 @@
 
 Variants (rag.embedding.backend / quantization / bf16_autocast): torch float32 (the reference), torch bf16
 autocast, ONNX Runtime float32 and ONNX Runtime int8 (feed-forward inputs smoothed, weights per channel,
-activations dynamic: ptwiki_llm/rag/smoothquant.py), the ONNX ones exported once into
-the benchmark's model store from the staged weights. On the same passages of the ingested sample, in one
+activations dynamic: ptwiki_llm/rag/smoothquant.py; ONNX runs one text per session run), the ONNX ones exported
+once into the benchmark's model store from the staged weights. On the same passages of the ingested sample, in one
 process and rotating which variant goes first: passages per second of ``Embedder.embed_passages`` and the
 cosine between each passage's vector and its float32 torch vector. Then FaQuAD dev and train are indexed and
 asked once per variant (vector, and hybrid at the default alpha): recall@k and MRR@10 of the passage holding
@@ -148,8 +148,9 @@ def main() -> None:
         "# Embedding runtimes: torch float32 / bf16 autocast, ONNX Runtime float32 / int8",
         "",
         f"{machine['date_utc']}; {describe_machine(machine)}; device {out['device']}, torch threads "
-        f"{out['torch_threads']}; {out['embedder']}, batch "
-        f"{out['batch_size']}; {len(rows)} articles -> {len(texts)} passages; median of {args.repeats} runs, "
+        f"{out['torch_threads']}; {out['embedder']}, torch batch "
+        f"{out['batch_size']}, ONNX one text per session run; {len(rows)} articles -> {len(texts)} passages; "
+        f"median of {args.repeats} runs, "
         f"rotating the order.{shared}",
         "",
         "| variant | seconds (median) | passages/s | speed-up vs float32 torch | cosine to float32 torch: min / mean |",

@@ -75,9 +75,11 @@ class Embedder:
     @property
     def identity(self) -> dict[str, str | None]:
         """What the vectors depend on beyond the embedder's name: the runtime, its quantization and the
-        exported model's hash (None for torch, which reads the staged weights themselves)."""
+        exported model's hash (None for torch, which reads the staged weights themselves) and, for ONNX, how
+        many texts one session run takes (int8 vectors depend on it)."""
         return {"backend": self.backend, "quantization": self.quantization,
-                "model_sha256": self.onnx_export.model_sha256 if self.onnx_export else None}
+                "model_sha256": self.onnx_export.model_sha256 if self.onnx_export else None,
+                **({"texts_per_run": "1"} if self.onnx_export else {})}  # _encode_onnx
 
     @property
     def fingerprint(self) -> str | None:
@@ -114,15 +116,19 @@ class Embedder:
         return vectors
 
     def _encode_onnx(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
-        """As SentenceTransformer.encode: prompt prepended, longest first (less padding), same tokenization."""
+        """As SentenceTransformer.encode (prompt prepended, same tokenization), one text per session run.
+
+        Dynamic int8 quantizes each MatMul input with one range per run, so a text's vector would depend on
+        the texts batched with it; alone, it does not, and it gets a range of its own (1 - mean cosine to
+        float32 on sample passages: 0.0015 vs 0.0023 in batches of 32). No padding is computed either, and
+        the activations stay in cache: int8 on 128 sample passages took 4.6 s, 7.5 s in batches of 32 sorted by
+        length."""
         prompt = self.model.prompts[prompt_name] if prompt_name else ""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), self.cfg.batch_size):
-            batch = order[start:start + self.cfg.batch_size]
-            features = self.model.preprocess([prompt + texts[i] for i in batch])
-            inputs = {key: features[key].numpy() for key in ("input_ids", "attention_mask")}
-            vectors[batch] = self._session.run(None, inputs)[0]
+        for i, text in enumerate(texts):
+            features = self.model.preprocess([prompt + text])
+            vectors[i] = self._session.run(None, {key: features[key].numpy()
+                                                  for key in ("input_ids", "attention_mask")})[0][0]
         return vectors
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:

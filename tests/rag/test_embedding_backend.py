@@ -152,6 +152,15 @@ def test_onnx_vectors_are_unit_float32_and_close_to_float32_torch(embedders):
 
 
 @pytest.mark.slow  # two ONNX exports of the staged embedder (~30 s on 2 cores)
+def test_an_onnx_vector_does_not_depend_on_the_texts_embedded_with_it(embedders):
+    # dynamic int8 takes one activation range per session run: batched, a neighbour would move the vector by ~1e-3
+    for name in ("onnx", "int8"):
+        together = embedders[name].embed_passages(PASSAGES)
+        alone = np.stack([embedders[name].embed_passages([passage])[0] for passage in PASSAGES[::-1]][::-1])
+        np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow  # two ONNX exports of the staged embedder (~30 s on 2 cores)
 def test_onnx_retrieves_like_float32_torch(embedders):
     for embedder in embedders.values():
         scores = embedder.embed_queries(QUESTIONS) @ embedder.embed_passages(PASSAGES).T
@@ -173,6 +182,21 @@ def test_the_collection_identity_names_the_runtime(embedders):
         spec.check(json.loads(CollectionSpec(name="c", dimension=384, embedder="e5",
                                              embedding=embedders["onnx"].fingerprint).description()), "here")
     spec.check(json.loads(spec.description()), "here")
+
+
+def test_the_onnx_session_does_not_spin_between_operators(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from ptwiki_llm.rag.onnx_export import onnx_session
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    options = onnx_session(tmp_path / "m.onnx", threads=2).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
 
 
 def test_without_a_model_store_auto_stays_on_torch_and_onnx_is_refused(e5_dir):
