@@ -146,8 +146,8 @@ class ModelsConfig(_Section):
         "auto", description="weights/compute dtype; auto = bfloat16 on CUDA (float16 without bf16), float32 on CPU"
     )
     attn_implementation: str | None = Field(
-        None, description="None = sdpa, except eager to train on the CPU (3-4x faster than sdpa for small models "
-        "there); inference on the CPU (evaluation, answers) reads long prompts, where sdpa is faster"
+        None, description="None = sdpa (on the CPU too: faster than eager there for training and inference, "
+        "ptwiki_llm/models/runtime.py)"
     )
 
 

@@ -343,7 +343,7 @@ def load_for_inference(config: Config, which: str, gpu_weights_share: float | No
     check_base(config, base)
     with _offline():
         folder = download_adapter(config, version)
-        model, _ = load_causal_lm(config, gpu_weights_share=gpu_weights_share, inference=True)
+        model, _ = load_causal_lm(config, gpu_weights_share=gpu_weights_share)
         model = PeftModel.from_pretrained(model, str(folder / "peft"), is_trainable=False)
         # Inference only: folding the LoRA deltas into the (unquantized) base weights removes the adapter's
         # extra matmuls from every forward pass (on the CPU, scoring through the adapter layers took

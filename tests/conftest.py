@@ -15,10 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 # the ``browser`` fixture (headless Chromium) for the browser tests
 pytest_plugins = ["tests.browser"]
 
-# Where torch would embed in float32 (a CPU without bf16), rag.embedding.backend=auto picks ONNX, exported once per
-# model store; every test workdir has its own store, and the export (~25 s on 2 cores) in each would cost CI
-# minutes. The tests' pipeline runs embed with torch; tests/rag/test_embedding_backend.py covers the ONNX runtimes
-# and the 'auto' rule.
+# On a CPU with VNNI rag.embedding.backend=auto picks ONNX int8 (ONNX float32 where torch would embed in float32
+# without VNNI), exported once per model store; every test workdir has its own store, and the export (~25 s on
+# 2 cores) in each would cost CI minutes. The tests' pipeline runs embed with torch;
+# tests/rag/test_embedding_backend.py covers the ONNX runtimes and the 'auto' rule.
 os.environ.setdefault("PTWIKI_RAG__EMBEDDING__BACKEND", "torch")
 
 

@@ -87,7 +87,7 @@ def load_arm_model(config: Config, model: str, versions: Versions) -> tuple[Any,
     if model == "base":
         from ptwiki_llm.models.runtime import load_causal_lm
 
-        return load_causal_lm(config, gpu_weights_share=share, inference=True)
+        return load_causal_lm(config, gpu_weights_share=share)
     from ptwiki_llm.registry import load_for_inference
 
     version = versions.challenger if model == "ft" else versions.champion

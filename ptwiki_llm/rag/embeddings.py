@@ -53,7 +53,7 @@ class Embedder:
                                       torch_bf16=bf16_autocast(cfg.bf16_autocast, self.device)))
         self.backend, self.quantization = choice.backend, choice.quantization
         self.onnx_export = None
-        self._session = None
+        self._sessions: list[Any] = []
         if self.backend == "onnx":
             import torch
 
@@ -62,7 +62,10 @@ class Embedder:
             if model_store is None:
                 raise ValueError("the onnx embedding backend needs a model store to export into (config.model_store)")
             self.onnx_export = ensure_onnx_export(model_dir, name, model_store, self.quantization)
-            self._session = onnx_session(self.onnx_export.model_path, torch.get_num_threads())
+            # one single-threaded session per core, each embedding its share of the texts: one short text keeps
+            # two threads of one session less busy than two texts on two cores (1.22x on 315 sample passages,
+            # int8, the same vectors)
+            self._sessions = [onnx_session(self.onnx_export.model_path, 1) for _ in range(torch.get_num_threads())]
         self.bf16_autocast = self.backend == "torch" and bf16_autocast(cfg.bf16_autocast, self.device)
 
     @property
@@ -97,7 +100,7 @@ class Embedder:
     def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self._session is not None:
+        if self._sessions:
             vectors = self._encode_onnx(texts, prompt_name)
         else:
             import torch
@@ -124,11 +127,27 @@ class Embedder:
         the activations stay in cache: int8 on 128 sample passages took 4.6 s, 7.5 s in batches of 32 sorted by
         length."""
         prompt = self.model.prompts[prompt_name] if prompt_name else ""
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for i, text in enumerate(texts):
+        # tokenized here, in one thread: a fast tokenizer called from several threads at once can fail
+        # ("Already borrowed") when its padding/truncation settings are set per call
+        inputs = []
+        for text in texts:
             features = self.model.preprocess([prompt + text])
-            vectors[i] = self._session.run(None, {key: features[key].numpy()
-                                                  for key in ("input_ids", "attention_mask")})[0][0]
+            inputs.append({key: features[key].numpy() for key in ("input_ids", "attention_mask")})
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        workers = min(len(self._sessions), len(inputs))
+
+        def embed_share(worker: int) -> None:  # ONNX Runtime releases the GIL while a session runs
+            session = self._sessions[worker]
+            for i in range(worker, len(inputs), workers):
+                vectors[i] = session.run(None, inputs[i])[0][0]
+
+        if workers == 1:
+            embed_share(0)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(embed_share, range(workers)))  # list(): a worker's exception is raised here
         return vectors
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:

@@ -90,35 +90,35 @@ def test_bf16_autocast_scores_stay_near_float32_and_rank_alike(lm):
 
 
 @pytest.fixture(scope="module")
-def inference_lm(model_store, tmp_path_factory):
-    """The model as the evaluation's arms load it (inference: sdpa attention on the CPU)."""
+def eager_lm(model_store, tmp_path_factory):
+    """The model with eager attention (models.attn_implementation=eager): the reference for the sdpa default."""
     from ptwiki_llm.models.runtime import load_causal_lm
     from tests.training.conftest import tiny_config
 
-    return load_causal_lm(tiny_config(tmp_path_factory.mktemp("wd"), model_store), inference=True)
+    config = tiny_config(tmp_path_factory.mktemp("wd"), model_store)
+    config.models.attn_implementation = "eager"
+    return load_causal_lm(config)
 
 
-def test_attention_kernel_follows_the_use_and_the_setting(tmp_path, model_store):
+def test_attention_kernel_is_sdpa_unless_set(tmp_path, model_store):
     from ptwiki_llm.models.runtime import attn_implementation
     from tests.training.conftest import tiny_config
 
     config = tiny_config(tmp_path, model_store)
-    assert attn_implementation(config, "cpu") == "eager"  # training on the CPU
-    assert attn_implementation(config, "cpu", inference=True) == "sdpa"
-    assert attn_implementation(config, "cuda") == attn_implementation(config, "cuda", inference=True) == "sdpa"
+    assert attn_implementation(config) == "sdpa"  # CPU and CUDA, training and inference
     config.models.attn_implementation = "eager"
-    assert attn_implementation(config, "cpu", inference=True) == "eager"  # the setting wins
+    assert attn_implementation(config) == "eager"  # the setting wins
 
 
-def test_choice_scores_on_a_rag_sized_prompt_equal_a_full_forward(lm, inference_lm):
+def test_choice_scores_on_a_rag_sized_prompt_equal_a_full_forward(lm, eager_lm):
     """The scores the arms compute (last-position logits of the head, candidates on its cache, sdpa) are those
     of one plain forward pass over the whole sequence (eager, every position's logits), up to float noise."""
     from ptwiki_llm.evaluation.scoring import choice_scores
     from ptwiki_llm.training.heldout import start_token
 
-    eager, tokenizer = lm
-    model, _ = inference_lm
-    assert model.config._attn_implementation == "sdpa"
+    model, tokenizer = lm  # loaded as the arms load it: sdpa by default
+    eager, _ = eager_lm
+    assert model.config._attn_implementation == "sdpa" and eager.config._attn_implementation == "eager"
     passage = ("Lisboa é a capital e a maior cidade de Portugal, situada na foz do rio Tejo. A cidade tem uma longa "
                "história e foi a sede do império português. ") * 12
     prompt = f"Fontes:\n{passage}\nPergunta: Qual é a capital de Portugal?\nResposta:"

@@ -31,7 +31,7 @@ def test_load_causal_lm_generates_from_local_files_only(model_store, tmp_path, m
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model, tokenizer = load_causal_lm(tiny_config(tmp_path, model_store))
     assert not model.training and str(model.device) == "cpu"
-    assert model.config._attn_implementation == "eager"  # CPU default
+    assert model.config._attn_implementation == "sdpa"  # the default, on the CPU too
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
     batch = tokenizer(["A capital de Portugal é", "Olá"], return_tensors="pt", padding=True)
     out = model.generate(**batch, max_new_tokens=3, do_sample=False)

@@ -118,4 +118,4 @@ def test_load_causal_lm_passes_the_placement_to_from_pretrained(device, gpus, ex
     with pytest.raises(_Captured):
         runtime.load_causal_lm(config, gpu_weights_share=config.models.gpu_weights_share)
     assert captured == {"dtype": torch.bfloat16, "local_files_only": True,
-                        "attn_implementation": "eager" if device == "cpu" else "sdpa", **expected}
+                        "attn_implementation": "sdpa", **expected}
