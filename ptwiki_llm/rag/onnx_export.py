@@ -176,8 +176,9 @@ def onnx_session(path: Path, threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning workers wait for the next operator by burning their core: with one short text per run that is
-    # most of the time, and where other processes share the cores it starved them and us (measured on a shared
-    # 2-core machine, 762 passages: int8 1.1x float32 torch with spinning, 3.3x without).
+    # With more than one thread, spinning workers wait for the next operator by burning their core: with one
+    # short text per run that is most of the time, and where other processes share the cores it starved them and
+    # us (one two-threaded session on a shared 2-core machine, 762 passages: int8 1.1x float32 torch with
+    # spinning, 3.3x without). The embedder now runs single-threaded sessions, where nothing spins.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
