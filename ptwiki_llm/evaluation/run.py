@@ -32,7 +32,7 @@ from ptwiki_llm.evaluation.metrics import answer_in_texts, exact_match, sentence
 from ptwiki_llm.evaluation.probes import Probe, build_probes, fine_tuning_sentences, write_probes
 from ptwiki_llm.evaluation.prompts import arm_format, arm_prompt
 from ptwiki_llm.evaluation.qa import QaRetrieval, QaTask, load_knowledge_task, retrieve_for_task
-from ptwiki_llm.evaluation.scoring import choice_scores, cloze_scores, text_nll
+from ptwiki_llm.evaluation.scoring import choice_scores, cloze_scores, read_prompt, text_nll
 from ptwiki_llm.evaluation.summary import summarize
 from ptwiki_llm.progress import progress_bar
 from ptwiki_llm.rag.generation import Generated, StopRules, generate_answers
@@ -252,26 +252,26 @@ def run_qa(model: Any, tokenizer: Any, arm: Arm, items: EvalItems, config: Confi
     fmt = arm_format(config, arm)
     prepared = qa_prompts(model, tokenizer, arm, items, config)
     choices: dict[str, list[float]] = {}
-    with progress_bar(f"{arm.name}: QA choices", len(prepared), show_progress) as advance:
-        for item, prompt, _ in prepared:
-            candidates = task.choices[item.qid]
-            choices[item.qid] = choice_ranking(choice_scores(model, tokenizer, prompt, candidates), candidates)
-            advance(1)
     answers: dict[int, Generated] = {}
-    if ev.qa.generate:
-        # similar lengths together: less padding; the answers go back to item order
-        order = sorted(range(len(prepared)), key=lambda i: (len(prepared[i][1]), i))
-        rules = StopRules(ev.max_new_tokens, tuple(config.rag.answer.stop_strings),
-                          config.rag.answer.stop_on_repetition)
-        with progress_bar(f"{arm.name}: QA answers", len(prepared), show_progress) as advance:
-            for batch_number, start in enumerate(range(0, len(order), ev.batch_size)):
-                batch = order[start : start + ev.batch_size]
+    # similar lengths together: less padding in generation; the answers go back to item order
+    order = sorted(range(len(prepared)), key=lambda i: (len(prepared[i][1]), i))
+    rules = StopRules(ev.max_new_tokens, tuple(config.rag.answer.stop_strings), config.rag.answer.stop_on_repetition)
+    with progress_bar(f"{arm.name}: QA", len(prepared), show_progress) as advance:
+        for batch_number, start in enumerate(range(0, len(order), ev.batch_size)):
+            batch = order[start : start + ev.batch_size]
+            reads = []
+            for i in batch:  # each prompt is read once: its choices are scored, then its answer generated, from there
+                item, prompt, _ = prepared[i]
+                reads.append(read_prompt(model, tokenizer, prompt))
+                candidates = task.choices[item.qid]
+                choices[item.qid] = choice_ranking(choice_scores(model, tokenizer, reads[-1], candidates), candidates)
+            if ev.qa.generate:
                 texts = generate_answers(model, tokenizer, [prepared[i][1] for i in batch],
                                          [f"{prepared[i][0].question}\n{ev.qa.instruction}" for i in batch], rules,
                                          sample=ev.decoding == "sample", temperature=ev.temperature, top_p=ev.top_p,
-                                         seed=config.seed + batch_number)
+                                         seed=config.seed + batch_number, reads=reads)
                 answers.update(zip(batch, texts, strict=True))
-                advance(len(batch))
+            advance(len(batch))
     rows = []
     for index, (item, _, used) in enumerate(prepared):
         ranking = choices[item.qid]

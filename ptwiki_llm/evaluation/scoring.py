@@ -6,6 +6,11 @@ the sentence as one batch on that cache: a RAG context of a thousand tokens is r
 once per candidate, and a probe costs two forward passes. Tokens are context | span | suffix, each
 tokenized on its own (as lm-evaluation-harness splits context and continuation), so every candidate is
 scored after the very same context tokens.
+
+Multiple choice reads the prompt exactly as generation does (the same tokens, no start token before a
+non-empty prompt), so a question that is both scored and answered is read once: ``read_prompt`` keeps
+the prompt's key/value states, ``choice_scores`` continues from them, and ``generate_answers`` starts
+from them too (rag/generation.py).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ptwiki_llm.models.runtime import cache_keyword, forward_parameters
 from ptwiki_llm.training.heldout import heldout_metrics, start_token
 
 
@@ -31,22 +37,10 @@ def _device(model: Any) -> Any:
     return next(model.parameters()).device
 
 
-def _forward_parameters(model: Any) -> Any:
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inspect.signature(base.forward).parameters
-
-
-def _cache_keyword(model: Any) -> str:
-    """transformers 5.x renames ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40)."""
-    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
-
-
 def _last_logits_only(model: Any) -> dict[str, int]:
     """Keyword asking the head's forward for the last position's logits alone: only that one is read, and the
     output layer over the whole vocabulary at every position is a fifth of a small model's prefill."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
 
 
 def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidates: Sequence[str], suffix: str,
@@ -66,31 +60,65 @@ def cloze_scores(model: Any, tokenizer: Any, context: str, prefix: str, candidat
     return _continuations(model, tokenizer, head, spans, _ids(tokenizer, suffix))
 
 
-def choice_scores(model: Any, tokenizer: Any, prompt: str, candidates: Sequence[str]) -> list[ClozeScore]:
+@dataclass(frozen=True)
+class PromptRead:
+    """A prompt after one forward pass: its tokens, the log-probabilities of the token after it, and its
+    key/value states per layer (batch of one), from which scoring and generation both continue."""
+
+    ids: list[int]
+    next_logprobs: Any  # [vocab] float32
+    states: list[tuple[Any, ...]]  # per layer: (keys, values[, sliding window]) as DynamicCache iterates them
+
+    def cache(self, rows: int = 1, drop_last: int = 0) -> Any:
+        """A fresh cache of these states (the states are never modified), repeated ``rows`` times, without the
+        last ``drop_last`` positions."""
+        from transformers import DynamicCache
+
+        end = len(self.ids) - drop_last
+        layers = [(k[:, :, :end].repeat(rows, 1, 1, 1), v[:, :, :end].repeat(rows, 1, 1, 1), *rest)
+                  for k, v, *rest in self.states]
+        return DynamicCache(layers)
+
+
+def read_prompt(model: Any, tokenizer: Any, prompt: str) -> PromptRead:
+    """One forward pass over ``prompt``, tokenized as generation tokenizes it; an empty prompt reads the start
+    token (the first token needs something to be predicted from)."""
+    return _read(model, _ids(tokenizer, prompt) or [start_token(tokenizer)])
+
+
+def _read(model: Any, ids: list[int]) -> PromptRead:
+    import torch
+
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([ids], device=_device(model)), use_cache=True, **_last_logits_only(model))
+        cache = out.get("cache") or out.get("past_key_values")
+        return PromptRead(ids, torch.log_softmax(out.logits[0, -1].float(), dim=-1), [tuple(s) for s in cache])
+
+
+def choice_scores(model: Any, tokenizer: Any, prompt: str | PromptRead, candidates: Sequence[str]) -> list[ClozeScore]:
     """Multiple choice by likelihood: each candidate answer right after the whole ``prompt`` (a question, and for
-    RAG arms its passages, in the arm's prompt format); the prompt already fits the model's context."""
-    head = [start_token(tokenizer), *_ids(tokenizer, prompt)]
-    return _continuations(model, tokenizer, head, [_ids(tokenizer, c) for c in candidates], [])
+    RAG arms its passages, in the arm's prompt format; or the prompt already read); the prompt already fits the
+    model's context."""
+    read = prompt if isinstance(prompt, PromptRead) else read_prompt(model, tokenizer, prompt)
+    return _continuations(model, tokenizer, read, [_ids(tokenizer, c) for c in candidates], [])
 
 
-def _continuations(model: Any, tokenizer: Any, head: list[int], spans: list[list[int]],
+def _continuations(model: Any, tokenizer: Any, head: list[int] | PromptRead, spans: list[list[int]],
                    suffix_ids: list[int]) -> list[ClozeScore]:
     import torch
 
+    read = head if isinstance(head, PromptRead) else _read(model, head)
     tails = [span + suffix_ids for span in spans]
     width = max(len(tail) for tail in tails)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = _device(model)
     with torch.inference_mode():
-        out = model(input_ids=torch.tensor([head], device=device), use_cache=True, **_last_logits_only(model))
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        cache = out.get("cache") or out.get("past_key_values")
-        # one row of the head's cache per candidate; the candidates run as one batch. Padding goes on the
+        # one row of the head's states per candidate; the candidates run as one batch. Padding goes on the
         # right, where causal attention keeps it out of every real token's view, so no mask is needed.
-        cache.reorder_cache(torch.zeros(len(tails), dtype=torch.long, device=device))
         batch = torch.tensor([tail + [pad] * (width - len(tail)) for tail in tails], device=device)
-        step = model(input_ids=batch, use_cache=True, **{_cache_keyword(model): cache})
+        step = model(input_ids=batch, use_cache=True, **{cache_keyword(model): read.cache(len(tails))})
         logprobs = torch.log_softmax(step.logits.float(), dim=-1)
+    first = read.next_logprobs
     scores: list[ClozeScore] = []
     for row, (span, tail) in enumerate(zip(spans, tails, strict=True)):
         targets = torch.tensor(tail[1:], device=logprobs.device)  # a sharded model's logits: its last GPU

@@ -153,3 +153,16 @@ def load_causal_lm(config: Config, ref: ModelRef | None = None, *, quantization_
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def forward_parameters(model: Any) -> Any:
+    """The parameters of the model's own forward (under a PEFT wrapper: the base model's)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inspect.signature(base.forward).parameters
+
+
+def cache_keyword(model: Any) -> str:
+    """transformers 5.x renames ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40)."""
+    return "cache" if "cache" in forward_parameters(model) else "past_key_values"

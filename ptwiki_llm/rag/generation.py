@@ -153,11 +153,14 @@ class _StopCriteria:
 
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], questions: Sequence[str], rules: StopRules,
                      *, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                     seed: int = 0) -> list[Generated]:
+                     seed: int = 0, reads: Sequence[Any] | None = None) -> list[Generated]:
     """Answers to ``prompts`` generated together (left padding), each stopped by ``rules`` and finished against
-    its question; greedy unless ``sample``, seeded."""
+    its question; greedy unless ``sample``, seeded. ``reads``: the prompts already read (evaluation/scoring.py:
+    read_prompt), whose key/value states generation continues from instead of reading the prompts again."""
     import torch
     from transformers import StoppingCriteriaList
+
+    from ptwiki_llm.models.runtime import cache_keyword
 
     if len(prompts) != len(questions):
         raise ValueError(f"{len(prompts)} prompts but {len(questions)} questions")
@@ -175,12 +178,36 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], questio
         options.update(temperature=None, top_p=None, top_k=None)
     if rules.stop_strings or rules.stop_on_repetition:
         options["stopping_criteria"] = StoppingCriteriaList([_StopCriteria(tokenizer, prompt_length, rules)])
+    if reads is not None and prompt_length > 1:
+        options[cache_keyword(model)] = _batched_cache(reads, inputs["input_ids"], inputs["attention_mask"])
     torch.manual_seed(seed)
     with torch.inference_mode():
         output = model.generate(**inputs, **options)
     new = output[:, prompt_length:]
     raws = [tokenizer.decode(row, skip_special_tokens=True) for row in new]
     return [finish(raw, question, rules.stop_strings) for raw, question in zip(raws, questions, strict=True)]
+
+
+def _batched_cache(reads: Sequence[Any], input_ids: Any, attention_mask: Any) -> Any:
+    """The key/value states of prompts read one by one, left-padded into one batch as generate would have
+    computed them, without the last position: generate reads the last token itself, which gives it the
+    logits its first step needs (a cache covering the whole prompt would leave it nothing to read)."""
+    import torch
+    from transformers import DynamicCache
+
+    lengths = attention_mask.sum(dim=1).tolist()
+    width = attention_mask.shape[1] - 1
+    if len(reads) != len(lengths) or any(r.ids != input_ids[row, width + 1 - n :].tolist()
+                                         for row, (r, n) in enumerate(zip(reads, lengths, strict=True))):
+        raise ValueError("the prompts read are not the prompts to generate from (tokens differ)")
+    layers = []
+    for states in zip(*(r.states for r in reads), strict=True):
+        padded = []
+        for part in (0, 1):  # keys, values: [1, heads, length, dim] each
+            rows = [s[part][:, :, : n - 1] for s, n in zip(states, lengths, strict=True)]
+            padded.append(torch.cat([torch.nn.functional.pad(r, (0, 0, width - r.shape[2], 0)) for r in rows]))
+        layers.append((padded[0], padded[1], *states[0][2:]))
+    return DynamicCache(layers)
 
 
 def is_short_question(question: str) -> bool:

@@ -112,9 +112,9 @@ def test_attention_kernel_is_sdpa_unless_set(tmp_path, model_store):
 
 def test_choice_scores_on_a_rag_sized_prompt_equal_a_full_forward(lm, eager_lm):
     """The scores the arms compute (last-position logits of the head, candidates on its cache, sdpa) are those
-    of one plain forward pass over the whole sequence (eager, every position's logits), up to float noise."""
-    from ptwiki_llm.evaluation.scoring import choice_scores
-    from ptwiki_llm.training.heldout import start_token
+    of one plain forward pass over the whole sequence (eager, every position's logits), up to float noise. The
+    prompt is read as generation reads it: its own tokens, no start token before them."""
+    from ptwiki_llm.evaluation.scoring import choice_scores, read_prompt
 
     model, tokenizer = lm  # loaded as the arms load it: sdpa by default
     eager, _ = eager_lm
@@ -131,9 +131,17 @@ def test_choice_scores_on_a_rag_sized_prompt_equal_a_full_forward(lm, eager_lm):
         hook.remove()
     assert heads[0].get("logits_to_keep") == 1  # the head's prefill keeps the last position's logits only
     ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    head = [start_token(tokenizer), *ids(prompt)]
+    head = ids(prompt)
     assert len(head) > 400
     for candidate, score in zip(candidates, scores, strict=True):
         full = _full_logprob(eager, tokenizer, head + ids(candidate), len(head))
         assert score.span_logprob == pytest.approx(full, abs=2e-3)
     assert max(range(3), key=lambda i: scores[i].span_logprob) == 0
+    # a prompt read once gives the same scores every time it is scored: scoring never changes its states
+    read = read_prompt(model, tokenizer, prompt)
+    states = [k.clone() for k, *_ in read.states]
+    assert read.ids == head
+    for _ in range(2):
+        again = choice_scores(model, tokenizer, read, candidates)
+        assert [s.span_logprob for s in again] == pytest.approx([s.span_logprob for s in scores], abs=1e-5)
+    assert all(bool((k == before).all()) for (k, *_), before in zip(read.states, states, strict=True))

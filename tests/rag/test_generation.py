@@ -83,3 +83,21 @@ def test_generation_stops_early_and_unstopped_generation_runs_to_the_budget(base
     assert sum(len(g.raw) for g in stopped) <= sum(len(g.raw) for g in free)
     # batched and one at a time agree (left padding)
     assert generate_answers(model, tokenizer, prompts[1:], questions[1:], StopRules(64)) == stopped[1:]
+
+
+@pytest.mark.slow
+def test_generation_from_prompts_already_read_equals_generation_from_text(base_model):
+    """The evaluation reads each QA prompt once (its choices are scored there) and generates from those states:
+    the answers are those of generation that reads the prompts itself, for prompts of different lengths."""
+    from ptwiki_llm.evaluation.scoring import read_prompt
+    from ptwiki_llm.rag.answer import render_prompt
+
+    model, tokenizer = base_model
+    questions = ["Onde nasceu Andrea Mantegna?", "Qual é a capital de Portugal e qual é o seu maior rio?", "Quem?"]
+    prompts = [render_prompt(tokenizer, q, []) for q in questions]
+    reads = [read_prompt(model, tokenizer, p) for p in prompts]
+    rules = StopRules(24)
+    assert generate_answers(model, tokenizer, prompts, questions, rules, reads=reads) == \
+        generate_answers(model, tokenizer, prompts, questions, rules)
+    with pytest.raises(ValueError, match="tokens differ"):  # states of other prompts are refused
+        generate_answers(model, tokenizer, prompts, questions, rules, reads=reads[::-1])
