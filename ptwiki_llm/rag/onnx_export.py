@@ -12,12 +12,15 @@ source weights' hash and the int8 recipe, so new weights or a new recipe get a n
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import shutil
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,9 +81,11 @@ def _export(model_dir: Path, target: Path, quantization: str, source_sha: str) -
     partial.mkdir(parents=True)
     try:
         logger.info("exporting the embedder to ONNX (%s) in %s (once)", quantization, target)
+        started = time.perf_counter()
         traced, fused = partial / "traced.onnx", partial / "fused.onnx"
         _export_float32(model_dir, traced)
-        _fuse(model_dir, traced, fused)
+        with _quiet_onnxruntime():
+            _fuse(model_dir, traced, fused)
         traced.unlink()
         if quantization == "int8":
             import onnx
@@ -92,8 +97,9 @@ def _export(model_dir: Path, target: Path, quantization: str, source_sha: str) -
             smooth_feed_forward(fused, smoothed, tokenizer, INT8_RECIPE, _passage_prefix(model_dir))
             fused.unlink()
             # the fused graph has contrib ops that shape inference cannot type; their tensors are float32
-            quantize_dynamic(smoothed, partial / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            with _quiet_onnxruntime():
+                quantize_dynamic(smoothed, partial / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             smoothed.unlink()
         else:
             fused.rename(partial / MODEL_FILE)
@@ -113,9 +119,33 @@ def _export(model_dir: Path, target: Path, quantization: str, source_sha: str) -
             item.chmod(0o644)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
+        logger.info("exported the embedder to ONNX (%s) in %.0f s", quantization, time.perf_counter() - started)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+class _BelowError(logging.Filter):
+    """Drops records under ERROR that ONNX Runtime's tools log on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """ONNX Runtime's optimizer and quantizer log a line per fused pattern and per tensor (84 of the index step's
+    110 log lines on the first run), partly through the root logger: none of it says anything a user can act on,
+    and errors still show."""
+    tools = logging.getLogger("onnxruntime")
+    level, quiet = tools.level, _BelowError()
+    tools.setLevel(logging.ERROR)
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+        tools.setLevel(level)
 
 
 def _passage_prefix(model_dir: Path) -> str:

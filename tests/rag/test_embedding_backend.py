@@ -219,3 +219,29 @@ def test_the_int8_export_is_smoothed_and_says_its_recipe(embedders):
     graph = onnx.load(str(int8.model_path), load_external_data=False).graph
     smoothing = [node for node in graph.node if node.name.endswith("/smooth")]
     assert len(smoothing) == 12  # one per layer of E5-small
+
+
+def test_export_drops_onnxruntime_tool_chatter_but_not_its_errors_or_other_logs(caplog):
+    """The optimizer and quantizer log per pattern and per tensor, partly on the root logger: quiet during the
+    export, errors kept, and everything as before afterwards."""
+    import logging
+
+    from ptwiki_llm.rag.onnx_export import _quiet_onnxruntime
+
+    def root_record(level: int, path: str) -> None:  # as onnxruntime's `logging.info(...)` calls create them
+        logging.getLogger().handle(logging.makeLogRecord(
+            {"name": "root", "levelno": level, "levelname": logging.getLevelName(level), "pathname": path,
+             "msg": f"{logging.getLevelName(level)} from {path}"}))
+
+    quantizer = "/site-packages/onnxruntime/quantization/onnx_quantizer.py"
+    caplog.set_level(logging.INFO)
+    with _quiet_onnxruntime():
+        logging.getLogger("onnxruntime.transformers.fusion_base").info("Fused Gelu: 12")
+        root_record(logging.INFO, quantizer)
+        root_record(logging.WARNING, quantizer)
+        root_record(logging.ERROR, quantizer)
+        logging.getLogger("ptwiki_llm.rag.onnx_export").info("ours")
+    logging.getLogger("onnxruntime.transformers.fusion_base").info("Fused Gelu: 12")
+    root_record(logging.INFO, quantizer)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ERROR from {quantizer}", "ours", "Fused Gelu: 12", f"INFO from {quantizer}"]
