@@ -125,27 +125,29 @@ def _export(model_dir: Path, target: Path, quantization: str, source_sha: str) -
         raise
 
 
-class _BelowError(logging.Filter):
-    """Drops records under ERROR that ONNX Runtime's tools log on the root logger."""
+class _ChatterFilter(logging.Filter):
+    """Drops the records under ERROR that come from ONNX Runtime's Python tools."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+        return record.levelno >= logging.ERROR or f"{os.sep}onnxruntime{os.sep}" not in record.pathname
 
 
 @contextlib.contextmanager
 def _quiet_onnxruntime() -> Iterator[None]:
     """ONNX Runtime's optimizer and quantizer log a line per fused pattern and per tensor (84 of the index step's
-    110 log lines on the first run), partly through the root logger: none of it says anything a user can act on,
-    and errors still show."""
-    tools = logging.getLogger("onnxruntime")
-    level, quiet = tools.level, _BelowError()
-    tools.setLevel(logging.ERROR)
-    logging.getLogger().addFilter(quiet)
+    110 log lines on the first run), on the root logger and on loggers named after their modules ('fusion_base',
+    'onnx_model'): none of it says anything a user can act on. The filter sits on the root logger and its
+    handlers, which every record reaches; errors still show."""
+    quiet = _ChatterFilter()
+    root = logging.getLogger()
+    filtered = [root, *root.handlers]
+    for item in filtered:
+        item.addFilter(quiet)
     try:
         yield
     finally:
-        logging.getLogger().removeFilter(quiet)
-        tools.setLevel(level)
+        for item in filtered:
+            item.removeFilter(quiet)
 
 
 def _passage_prefix(model_dir: Path) -> str:

@@ -222,26 +222,27 @@ def test_the_int8_export_is_smoothed_and_says_its_recipe(embedders):
 
 
 def test_export_drops_onnxruntime_tool_chatter_but_not_its_errors_or_other_logs(caplog):
-    """The optimizer and quantizer log per pattern and per tensor, partly on the root logger: quiet during the
-    export, errors kept, and everything as before afterwards."""
+    """The optimizer and quantizer log per pattern and per tensor, on the root logger and on loggers named after
+    their modules: quiet during the export, errors kept, and everything as before afterwards."""
     import logging
 
     from ptwiki_llm.rag.onnx_export import _quiet_onnxruntime
 
-    def root_record(level: int, path: str) -> None:  # as onnxruntime's `logging.info(...)` calls create them
-        logging.getLogger().handle(logging.makeLogRecord(
-            {"name": "root", "levelno": level, "levelname": logging.getLevelName(level), "pathname": path,
-             "msg": f"{logging.getLevelName(level)} from {path}"}))
+    def record(logger: str, level: int, path: str) -> None:  # as onnxruntime's logging calls create them
+        logging.getLogger(logger or None).handle(logging.makeLogRecord(
+            {"name": logger or "root", "levelno": level, "levelname": logging.getLevelName(level), "pathname": path,
+             "msg": f"{logging.getLevelName(level)} {logger} {path.rsplit('/', 1)[-1]}"}))
 
     quantizer = "/site-packages/onnxruntime/quantization/onnx_quantizer.py"
+    fusion = "/site-packages/onnxruntime/transformers/fusion_base.py"
     caplog.set_level(logging.INFO)
     with _quiet_onnxruntime():
-        logging.getLogger("onnxruntime.transformers.fusion_base").info("Fused Gelu: 12")
-        root_record(logging.INFO, quantizer)
-        root_record(logging.WARNING, quantizer)
-        root_record(logging.ERROR, quantizer)
+        record("", logging.INFO, quantizer)
+        record("", logging.WARNING, quantizer)
+        record("fusion_base", logging.INFO, fusion)
+        record("", logging.ERROR, quantizer)
         logging.getLogger("ptwiki_llm.rag.onnx_export").info("ours")
-    logging.getLogger("onnxruntime.transformers.fusion_base").info("Fused Gelu: 12")
-    root_record(logging.INFO, quantizer)
+    record("", logging.INFO, quantizer)
+    record("fusion_base", logging.INFO, fusion)
     assert [r.getMessage() for r in caplog.records] == [
-        f"ERROR from {quantizer}", "ours", "Fused Gelu: 12", f"INFO from {quantizer}"]
+        "ERROR  onnx_quantizer.py", "ours", "INFO  onnx_quantizer.py", "INFO fusion_base fusion_base.py"]
