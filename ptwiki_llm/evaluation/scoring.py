@@ -69,15 +69,11 @@ class PromptRead:
     next_logprobs: Any  # [vocab] float32
     states: list[tuple[Any, ...]]  # per layer: (keys, values[, sliding window]) as DynamicCache iterates them
 
-    def cache(self, rows: int = 1, drop_last: int = 0) -> Any:
-        """A fresh cache of these states (the states are never modified), repeated ``rows`` times, without the
-        last ``drop_last`` positions."""
+    def cache(self, rows: int = 1) -> Any:
+        """A fresh cache of these states repeated ``rows`` times (the states themselves are never modified)."""
         from transformers import DynamicCache
 
-        end = len(self.ids) - drop_last
-        layers = [(k[:, :, :end].repeat(rows, 1, 1, 1), v[:, :, :end].repeat(rows, 1, 1, 1), *rest)
-                  for k, v, *rest in self.states]
-        return DynamicCache(layers)
+        return DynamicCache([(k.repeat(rows, 1, 1, 1), v.repeat(rows, 1, 1, 1), *rest) for k, v, *rest in self.states])
 
 
 def read_prompt(model: Any, tokenizer: Any, prompt: str) -> PromptRead:
