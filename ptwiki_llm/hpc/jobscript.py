@@ -5,10 +5,12 @@ Pure functions of the configuration, so tests can check every generated line. Th
 - carries all job options as ``#SBATCH`` lines (it can be resubmitted by hand); only the dependency on
   upstream jobs goes on the ``sbatch`` command line, because job ids exist only at submit time;
 - reads the step's environment from a 0600 file (secrets never appear on a command line or in the script);
-- runs the step in the background and forwards SIGUSR1/SIGTERM to it (bash runs traps only while it
-  ``wait``s), so a trainer can checkpoint when SLURM warns of the time limit (``--signal=B:USR1@<s>``);
-  the step starts with SIGUSR1 ignored and the warning is repeated until it exits, so a warning that
-  arrives before the trainer installed its handler is neither fatal nor lost;
+- runs the step in the background and forwards SIGUSR1/SIGTERM to it (bash runs traps only between
+  commands and while it ``wait``s), so a trainer can checkpoint when SLURM warns of the time limit
+  (``--signal=B:USR1@<s>``); the step starts with SIGUSR1 ignored and the warning is repeated until it
+  exits, so a warning that arrives before the trainer installed its handler is neither fatal nor lost;
+- installs those handlers before anything else runs: a signal during the job's setup, or between the
+  step's start and its pid being known, is recorded (a cancel before the start means the step never runs);
 - requeues itself (``scontrol requeue``) when the step exits with the "checkpoint saved, run me again" code
   after the time-limit warning, keeping its job id so downstream ``afterok`` dependencies still hold;
 - never requeues once it got SIGTERM or SIGINT (``scancel``, the driver's Ctrl-C, the time limit itself):
@@ -216,6 +218,17 @@ def render_job_script(spec: JobSpec) -> str:
         *(f"#SBATCH {directive}" for directive in sbatch_directives(job, spec.name, spec.log_path)),
         "set -uo pipefail",
         "",
+        "# the signal handlers come first, before anything else runs: a cancel or a time-limit warning that",
+        "# arrives while the job is still setting up, or between the step's start and `child=$!`, is recorded",
+        "# (bash runs a trap between two commands and while it waits) and reaches the step once it runs",
+        'child=""',
+        "warned=0",
+        "cancelled=0",
+        "trap 'warned=1; [[ -z \"$child\" ]] || kill -USR1 \"$child\" 2>/dev/null' USR1",
+        "trap 'cancelled=1; [[ -z \"$child\" ]] || kill -TERM \"$child\" 2>/dev/null' TERM",
+        "# the step ignores SIGINT (it starts so, below): an interrupt reaches it as TERM",
+        "trap 'cancelled=1; [[ -z \"$child\" ]] || kill -TERM \"$child\" 2>/dev/null' INT",
+        "",
         "attempt=${SLURM_RESTART_COUNT:-0}",
         f'echo "{LOG_PREFIX} step {spec.step}: job ${{SLURM_JOB_ID:-?}} attempt $attempt '
         f'on $(hostname) at $(date -Iseconds)"',
@@ -259,32 +272,32 @@ def render_job_script(spec: JobSpec) -> str:
     lines += [
         f"cd {_q(spec.workdir)} || exit 1",
         "",
-        "# the step starts with USR1 ignored, so a warning that comes before it installed its handler cannot kill it",
-        "trap '' USR1",
-        " ".join(_q(arg) for arg in command) + " &",
-        "child=$!",
-        "warned=0",
-        "cancelled=0",
-        "# forward the time-limit warning and a cancel to the step; bash runs traps only while it waits",
-        "trap 'warned=1; kill -USR1 \"$child\" 2>/dev/null' USR1",
-        "trap 'cancelled=1; kill -TERM \"$child\" 2>/dev/null' TERM",
-        "# a background step ignores SIGINT (bash starts it so): an interrupt reaches it as TERM",
-        "trap 'cancelled=1; kill -TERM \"$child\" 2>/dev/null' INT",
-        'wait "$child"',
-        'while kill -0 "$child" 2>/dev/null; do',
-        "    if ((warned && !cancelled)); then",
-        "        # repeat the warning until the step exits: it may have installed its handler only now",
-        f"        for _ in $(seq {spec.warning_repeat_seconds}); do",
-        '            kill -0 "$child" 2>/dev/null || break',
-        "            sleep 1",
-        "        done",
-        '        kill -USR1 "$child" 2>/dev/null',
-        "    else",
-        '        wait "$child"',
-        "    fi",
-        "done",
-        'wait "$child"',
-        "rc=$?",
+        "if ((cancelled)); then",
+        f'    echo "{LOG_PREFIX} step {spec.step}: cancelled before it started"',
+        "    rc=143",
+        "else",
+        "    # the step starts with USR1 ignored (its subshell ignores it, then execs the step), so a warning that",
+        "    # comes before the step installed its handler cannot kill it; INT and QUIT ignored too, as bash starts",
+        "    # a background command (an interrupt reaches the step as TERM, from the trap above)",
+        "    ( trap '' USR1 INT QUIT; exec " + " ".join(_q(arg) for arg in command) + " ) &",
+        "    child=$!",
+        '    if ((cancelled)); then kill -TERM "$child" 2>/dev/null; fi  # it came between the start and child=$!',
+        '    wait "$child"',
+        '    while kill -0 "$child" 2>/dev/null; do',
+        "        if ((warned && !cancelled)); then",
+        "            # repeat the warning until the step exits: it may have installed its handler only now",
+        f"            for _ in $(seq {spec.warning_repeat_seconds}); do",
+        '                kill -0 "$child" 2>/dev/null || break',
+        "                sleep 1",
+        "            done",
+        '            kill -USR1 "$child" 2>/dev/null',
+        "        else",
+        '            wait "$child"',
+        "        fi",
+        "    done",
+        '    wait "$child"',
+        "    rc=$?",
+        "fi",
         "trap - USR1 TERM INT",
         'rm -rf "$ZENML_CONFIG_PATH"',
         f'echo "{LOG_PREFIX} step {spec.step}: exit code $rc"',

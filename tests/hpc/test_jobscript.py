@@ -64,6 +64,17 @@ HOST_SCRIPT = """#!/bin/bash
 #SBATCH --constraint=skylake
 set -uo pipefail
 
+# the signal handlers come first, before anything else runs: a cancel or a time-limit warning that
+# arrives while the job is still setting up, or between the step's start and `child=$!`, is recorded
+# (bash runs a trap between two commands and while it waits) and reaches the step once it runs
+child=""
+warned=0
+cancelled=0
+trap 'warned=1; [[ -z "$child" ]] || kill -USR1 "$child" 2>/dev/null' USR1
+trap 'cancelled=1; [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null' TERM
+# the step ignores SIGINT (it starts so, below): an interrupt reaches it as TERM
+trap 'cancelled=1; [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null' INT
+
 attempt=${SLURM_RESTART_COUNT:-0}
 echo "[ptwiki-slurm] step ingest: job ${SLURM_JOB_ID:-?} attempt $attempt on $(hostname) at $(date -Iseconds)"
 source /etc/profile.d/modules.sh
@@ -77,33 +88,33 @@ set +a
 export ZENML_CONFIG_PATH="${TMPDIR:-/tmp}/ptwiki-zenml-${SLURM_JOB_ID:-$$}"
 cd /repo || exit 1
 
-# the step starts with USR1 ignored, so a warning that comes before it installed its handler cannot kill it
-trap '' USR1
-/venv/bin/python -m zenml.entrypoints.entrypoint --entrypoint_config_source \
-ptwiki_llm.hpc.entrypoint.SlurmStepEntrypointConfiguration --snapshot_id snap-1 --step_name ingest &
-child=$!
-warned=0
-cancelled=0
-# forward the time-limit warning and a cancel to the step; bash runs traps only while it waits
-trap 'warned=1; kill -USR1 "$child" 2>/dev/null' USR1
-trap 'cancelled=1; kill -TERM "$child" 2>/dev/null' TERM
-# a background step ignores SIGINT (bash starts it so): an interrupt reaches it as TERM
-trap 'cancelled=1; kill -TERM "$child" 2>/dev/null' INT
-wait "$child"
-while kill -0 "$child" 2>/dev/null; do
-    if ((warned && !cancelled)); then
-        # repeat the warning until the step exits: it may have installed its handler only now
-        for _ in $(seq 30); do
-            kill -0 "$child" 2>/dev/null || break
-            sleep 1
-        done
-        kill -USR1 "$child" 2>/dev/null
-    else
-        wait "$child"
-    fi
-done
-wait "$child"
-rc=$?
+if ((cancelled)); then
+    echo "[ptwiki-slurm] step ingest: cancelled before it started"
+    rc=143
+else
+    # the step starts with USR1 ignored (its subshell ignores it, then execs the step), so a warning that
+    # comes before the step installed its handler cannot kill it; INT and QUIT ignored too, as bash starts
+    # a background command (an interrupt reaches the step as TERM, from the trap above)
+    ( trap '' USR1 INT QUIT; exec /venv/bin/python -m zenml.entrypoints.entrypoint --entrypoint_config_source \
+ptwiki_llm.hpc.entrypoint.SlurmStepEntrypointConfiguration --snapshot_id snap-1 --step_name ingest ) &
+    child=$!
+    if ((cancelled)); then kill -TERM "$child" 2>/dev/null; fi  # it came between the start and child=$!
+    wait "$child"
+    while kill -0 "$child" 2>/dev/null; do
+        if ((warned && !cancelled)); then
+            # repeat the warning until the step exits: it may have installed its handler only now
+            for _ in $(seq 30); do
+                kill -0 "$child" 2>/dev/null || break
+                sleep 1
+            done
+            kill -USR1 "$child" 2>/dev/null
+        else
+            wait "$child"
+        fi
+    done
+    wait "$child"
+    rc=$?
+fi
 trap - USR1 TERM INT
 rm -rf "$ZENML_CONFIG_PATH"
 echo "[ptwiki-slurm] step ingest: exit code $rc"
@@ -125,9 +136,9 @@ def test_image_job_runs_apptainer_exec_with_nv_binds_and_the_env_file():
     spec = _spec(SlurmJobConfig(gpus=4, gpu_type="a100"), image=launch, command=("python", *ENTRYPOINT),
                  workdir="/jobs/run-1")
     script = render_job_script(spec).splitlines()
-    assert ("apptainer exec --nv --cleanenv --env-file /jobs/run-1/ingest.env "
+    assert ("    ( trap '' USR1 INT QUIT; exec apptainer exec --nv --cleanenv --env-file /jobs/run-1/ingest.env "
             "--bind /repo:/app,/scratch/me/ptwiki,/shared/models --pwd /app --writable-tmpfs /img/train.sif "
-            "python " + " ".join(ENTRYPOINT) + " &") in script
+            "python " + " ".join(ENTRYPOINT) + " ) &") in script
     assert "#SBATCH --gres=gpu:a100:4" in script
     assert "cd /jobs/run-1 || exit 1" in script
     assert not any(line.startswith("source ") for line in script), "the image reads the env file, not the host shell"
@@ -341,6 +352,29 @@ def test_a_cancel_is_never_requeued_even_when_the_step_exits_with_the_requeue_co
     assert calls == "" and "requeueing" not in output, output
     assert "cancelled (SIGTERM/SIGINT): not requeued" in output
     assert code == 75
+    assert not spec.env_path.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_cancel_during_the_job_setup_is_recorded_and_the_step_never_starts(tmp_path, sig):
+    """The handlers are installed before anything else: a cancel while a site's setup line still runs (here a
+    sleep) is not the shell's death with the step started anyway, but a recorded cancel, without requeue."""
+    (tmp_path / "step.py").write_text(STEP)
+    spec = _spec(SlurmJobConfig(requeue=True, max_requeues=2, setup=["sleep 1"]), tmp=tmp_path,
+                 workdir=str(tmp_path), max_requeues=2, command=(sys.executable, str(tmp_path / "step.py"), "75", "0"))
+    (tmp_path / "job.sbatch").write_text(render_job_script(spec))
+    write_env_file(spec.env_path, {})
+    process = subprocess.Popen(["bash", str(tmp_path / "job.sbatch")], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env={"PATH": os.environ["PATH"], "SLURM_JOB_ID": "4242", "TMPDIR": str(tmp_path)})
+    assert process.stdout is not None
+    first = process.stdout.readline()  # echoed after the traps, before the setup's sleep
+    assert "attempt 0" in first, first
+    process.send_signal(sig)
+    output = first + process.communicate(timeout=60)[0]
+    assert "cancelled before it started" in output and "step started" not in output, output
+    assert "cancelled (SIGTERM/SIGINT): not requeued" in output and "requeueing" not in output
+    assert process.returncode == 143
     assert not spec.env_path.exists()
 
 

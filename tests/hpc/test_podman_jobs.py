@@ -37,11 +37,11 @@ def _launch(**kwargs) -> ImageLaunch:
 def test_podman_job_runs_the_entrypoint_in_the_image_by_id_with_mounts_and_no_network(tmp_path):
     script = render_job_script(_spec(tmp_path, _launch())).splitlines()
     expected = (
-        "podman --runtime runc run --rm --init --network=none "
+        "    ( trap '' USR1 INT QUIT; exec podman --runtime runc run --rm --init --network=none "
         "--env MLFLOW_TRACKING_PASSWORD --env OMP_NUM_THREADS --env PTWIKI_SOURCE_ROOT --env ZENML_CONFIG_PATH "
         "--env 'SLURM_*' --env CUDA_VISIBLE_DEVICES --env GPU_DEVICE_ORDINAL --env ROCR_VISIBLE_DEVICES "
         "-v /repo:/app -v /scratch/me/ptwiki:/scratch/me/ptwiki -v /shared/models:/shared/models -w /app "
-        f"--entrypoint python {IMAGE_ID} " + " ".join(ENTRYPOINT) + " &"
+        f"--entrypoint python {IMAGE_ID} " + " ".join(ENTRYPOINT) + " ) &"
     )
     assert expected in script
     # the variables reach podman by name from this shell; the env file is removed at the end, as for host jobs
