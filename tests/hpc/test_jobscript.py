@@ -71,9 +71,8 @@ child=""
 warned=0
 cancelled=0
 trap 'warned=1; [[ -z "$child" ]] || kill -USR1 "$child" 2>/dev/null' USR1
-trap 'cancelled=1; [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null' TERM
-# the step ignores SIGINT (it starts so, below): an interrupt reaches it as TERM
-trap 'cancelled=1; [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null' INT
+# a cancel, TERM or INT; the step ignores SIGINT (it starts so, below): an interrupt reaches it as TERM
+trap 'cancelled=1; [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null' TERM INT
 
 attempt=${SLURM_RESTART_COUNT:-0}
 echo "[ptwiki-slurm] step ingest: job ${SLURM_JOB_ID:-?} attempt $attempt on $(hostname) at $(date -Iseconds)"
